@@ -1,0 +1,111 @@
+//! Settings and their defaults: what a voice bot gets with nothing set.
+//! Plain data; the C mirror lives in `ffi`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::limits;
+
+/// Settings of one peer. Start from [`PeerConfig::default`] and change what you need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerConfig {
+    /// Receive the client's microphone.
+    pub audio_in_enabled: bool,
+    /// Send audio to the client.
+    pub audio_out_enabled: bool,
+    /// Receive the client's camera and screen share.
+    pub video_in_enabled: bool,
+    /// Send video to the client.
+    pub video_out_enabled: bool,
+    /// Sample rate of the audio `read_audio` returns (Hz). Default 16000.
+    pub audio_in_sample_rate: u32,
+    /// Channels of the audio `read_audio` returns. Default 1.
+    pub audio_in_channels: u16,
+    /// How much decoded input audio is kept when the app does not read (ms). Default 1000.
+    pub audio_in_buffer_ms: u32,
+    /// Sample rate of the audio the app writes (Hz). Default 24000.
+    pub audio_out_sample_rate: u32,
+    /// Channels of the audio the app writes. Default 1.
+    pub audio_out_channels: u16,
+    /// Duration of each Opus packet sent, in 10 ms units. Default 2 (20 ms).
+    pub audio_out_10ms_chunks: u32,
+    /// Send silence when the app has written nothing (Pipecat's `audio_out_auto_silence`).
+    pub audio_out_auto_silence: bool,
+    /// Opus encoder bitrate (bit/s). Default 32000.
+    pub opus_bitrate: u32,
+    /// Opus encoder complexity 0..=10. Default 5, a voice-bot balance of CPU and quality.
+    pub opus_complexity: u32,
+    /// Opus in-band forward error correction in what we send. Default on.
+    pub opus_fec: bool,
+    /// Width of the video the app writes.
+    pub video_out_width: u32,
+    /// Height of the video the app writes.
+    pub video_out_height: u32,
+    /// Frame rate of the video the app writes.
+    pub video_out_framerate: u32,
+    /// Target video bitrate (bit/s).
+    pub video_out_bitrate: u32,
+    /// Address to bind UDP sockets on. `None`: every non-loopback interface address
+    /// (or loopback when the machine has no other).
+    pub bind_ip: Option<IpAddr>,
+    /// Lowest UDP port to bind (0 with `port_max` 0: any port).
+    pub port_min: u16,
+    /// Highest UDP port to bind.
+    pub port_max: u16,
+    /// Public address to advertise for 1:1 NAT (same port as the bound socket).
+    pub public_ip: Option<IpAddr>,
+    /// A peer that has not connected this long after its offer is closed.
+    pub connection_timeout: Duration,
+    /// Deliver inbound app messages as soon as they arrive, without waiting for `connect`.
+    /// Off by default (DESIGN §2: held until the app is ready).
+    pub deliver_before_connect: bool,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            audio_in_enabled: true,
+            audio_out_enabled: true,
+            video_in_enabled: false,
+            video_out_enabled: false,
+            audio_in_sample_rate: 16_000,
+            audio_in_channels: 1,
+            audio_in_buffer_ms: 1000,
+            audio_out_sample_rate: 24_000,
+            audio_out_channels: 1,
+            audio_out_10ms_chunks: 2,
+            audio_out_auto_silence: true,
+            opus_bitrate: 32_000,
+            opus_complexity: 5,
+            opus_fec: true,
+            video_out_width: 640,
+            video_out_height: 480,
+            video_out_framerate: 30,
+            video_out_bitrate: 1_000_000,
+            bind_ip: None,
+            port_min: 0,
+            port_max: 0,
+            public_ip: None,
+            connection_timeout: limits::CONNECTING_TIMEOUT,
+            deliver_before_connect: false,
+        }
+    }
+}
+
+/// Settings of a runtime: its threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// I/O threads; peers are spread over them. Default 1.
+    pub io_threads: usize,
+    /// Codec worker threads. 0: one per core.
+    pub worker_threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            io_threads: 1,
+            worker_threads: 0,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! smallwebrtc: the server-side WebRTC peer of a voice or vision bot, with a C ABI.
+//!
+//! A drop-in server for Pipecat's SmallWebRTC clients. Peers run sans-IO str0m sessions on
+//! I/O threads driven by mio; codec work runs on a worker pool; the app talks to a peer
+//! through [`Peer`] (Rust) or the `swrtc_*` functions (C, see `include/smallwebrtc.h`).
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod media;
+pub mod messages;
+
+pub use config::{PeerConfig, RuntimeConfig};
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,1 @@
+//! Audio: Opus decode/encode, resampling, the input frame ring and the output pacer.

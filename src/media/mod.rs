@@ -1,0 +1,3 @@
+//! Media processing: codecs, resampling, pacing. Pure code with no sockets or I/O threads.
+
+pub mod audio;
