@@ -5,11 +5,18 @@
 //! through [`Peer`] (Rust) or the `swrtc_*` functions (C, see `include/smallwebrtc.h`).
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod error;
+pub mod io;
 pub mod limits;
 pub mod media;
 pub mod messages;
+pub mod runtime;
+pub mod session;
 
 pub use config::{PeerConfig, RuntimeConfig};
 pub use error::{Error, ErrorKind, Result};
+pub use api::Peer;
+pub use runtime::{PeerEvent, PeerHandler, Runtime};
+pub use session::PeerState;

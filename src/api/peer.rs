@@ -1,0 +1,258 @@
+//! The Rust peer handle: thread-safe methods that turn into commands for the peer's I/O
+//! thread, plus the app-side pull calls. Holds no protocol logic itself.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::RtcConfig;
+
+use crate::config::PeerConfig;
+use crate::error::{Error, Result};
+use crate::io;
+use crate::limits;
+use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
+use crate::runtime::{PeerEvent, PeerHandler};
+use crate::session::{PeerState, Session, SessionConfig, SessionStats};
+
+/// A WebRTC peer: the server side of one client connection.
+///
+/// All methods take `&self` and may be called from any thread. Dropping the handle closes
+/// the peer (sending `peerLeft` when a data channel is open) and frees its ports; once the
+/// drop returns, no callback of this peer runs.
+pub struct Peer {
+    shared: Arc<PeerShared>,
+    runtime: Runtime,
+    io: usize,
+}
+
+impl Peer {
+    /// Creates a peer on the process-wide runtime. Events go to `handler`, or, without
+    /// one, wait for [`Peer::poll_event`].
+    pub fn new(cfg: PeerConfig, handler: Option<Arc<dyn PeerHandler>>) -> Result<Peer> {
+        Self::with_runtime(&Runtime::global()?, cfg, handler)
+    }
+
+    /// Creates a peer on a given runtime.
+    pub fn with_runtime(
+        runtime: &Runtime,
+        cfg: PeerConfig,
+        handler: Option<Arc<dyn PeerHandler>>,
+    ) -> Result<Peer> {
+        validate(&cfg)?;
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+
+        let mut sockets = Vec::new();
+        let mut candidates = Vec::new();
+        for ip in io::bind_addresses(&cfg)
+            .into_iter()
+            .take(crate::runtime::MAX_SOCKETS_PER_PEER)
+        {
+            let s = io::bind_in_range(ip, cfg.port_min, cfg.port_max)?;
+            let local = s.local_addr()?;
+            candidates.extend(io::candidates_for(local, cfg.public_ip)?);
+            sockets.push(s);
+        }
+        let local_addrs = sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect::<Vec<_>>();
+
+        let inner = &runtime.inner;
+        let mut rtc = RtcConfig::new()
+            .set_crypto_provider(inner.crypto.clone())
+            .set_dtls_cert(inner.cert.clone())
+            // Audio gaps are concealed by our decoder; str0m's hold-back adds standing delay.
+            .set_reordering_size_audio(0)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
+        for c in candidates {
+            rtc.add_local_candidate(c);
+        }
+        let session = Session::new(
+            rtc,
+            SessionConfig {
+                connection_timeout: cfg.connection_timeout,
+                deliver_before_connect: cfg.deliver_before_connect,
+                require_audio: cfg.audio_in_enabled || cfg.audio_out_enabled,
+                renegotiate_for_video: cfg.video_in_enabled,
+            },
+            now,
+        );
+        let shared = Arc::new(PeerShared::new(id, local_addrs, handler));
+        let io_index = inner.pick_io_index();
+        inner.io[io_index].send(Command::AddPeer(Box::new(crate::runtime::NewPeer {
+            shared: shared.clone(),
+            session,
+            sockets,
+            audio_sink: None,
+        })))?;
+        Ok(Peer {
+            shared,
+            runtime: runtime.clone(),
+            io: io_index,
+        })
+    }
+
+    fn send(&self, cmd: Command) -> Result<()> {
+        self.runtime.inner.io[self.io].send(cmd)
+    }
+
+    fn call<T>(&self, make: impl FnOnce(crossbeam_channel::Sender<Result<T>>) -> Command) -> Result<T> {
+        let (tx, rx) = reply_channel();
+        self.send(make(tx))?;
+        wait_reply(rx)
+    }
+
+    /// Answers an SDP offer (the first, or a renegotiation) with an answer that carries our
+    /// host candidates. Errors: `InvalidSdp`, `Closed`.
+    pub fn handle_offer(&self, sdp: &str) -> Result<String> {
+        let id = self.shared.id;
+        let sdp = sdp.to_owned();
+        self.call(|reply| Command::Offer { id, sdp, reply })
+    }
+
+    /// Adds a trickled remote candidate (`candidate:…`, with or without `a=`). An empty
+    /// string means end-of-candidates. Errors: `InvalidCandidate`, `Closed`.
+    pub fn add_ice_candidate(&self, candidate: &str) -> Result<()> {
+        let id = self.shared.id;
+        let candidate = candidate.to_owned();
+        self.call(|reply| Command::Candidate {
+            id,
+            candidate,
+            reply,
+        })
+    }
+
+    /// The app is ready: `Connected` is delivered (now, if already connected) and held
+    /// inbound messages follow in order. Counted: each connect needs its disconnect.
+    pub fn connect(&self) -> Result<()> {
+        let id = self.shared.id;
+        self.call(|reply| Command::Connect { id, reply })
+    }
+
+    /// Undoes one connect; the last one sends `peerLeft`, closes and frees the ports.
+    pub fn disconnect(&self) -> Result<()> {
+        self.send(Command::Disconnect { id: self.shared.id })
+    }
+
+    /// Closes at once, whatever the connect count (sends `peerLeft` first).
+    pub fn close(&self) -> Result<()> {
+        self.send(Command::Close { id: self.shared.id })
+    }
+
+    /// Sends an app message (text JSON for Pipecat clients). Queued in order until the
+    /// data channel opens (at most 50). Errors: `TooLarge`, `WouldBlock` (queue full),
+    /// `NotConnected` (no channel 10 s after connecting), `Closed`.
+    pub fn send_message(&self, data: &[u8], binary: bool) -> Result<()> {
+        if data.len() > limits::MAX_MESSAGE_SIZE {
+            return Err(Error::new(
+                crate::error::ErrorKind::TooLarge,
+                format!(
+                    "message of {} bytes is over the {}-byte limit",
+                    data.len(),
+                    limits::MAX_MESSAGE_SIZE
+                ),
+            ));
+        }
+        let id = self.shared.id;
+        let data = data.to_vec();
+        self.call(|reply| Command::Send {
+            id,
+            data,
+            binary,
+            reply,
+        })
+    }
+
+    /// The next event, for apps without a handler. `None` timeout: do not wait.
+    pub fn poll_event(&self, timeout: Option<Duration>) -> Option<PeerEvent> {
+        self.shared.poll_event(timeout)
+    }
+
+    /// The state as the app sees it.
+    pub fn state(&self) -> PeerState {
+        self.shared.state()
+    }
+
+    /// Counters of the session (datagrams, messages, drops).
+    pub fn stats(&self) -> Result<SessionStats> {
+        let id = self.shared.id;
+        self.call(|reply| Command::Stats { id, reply })
+    }
+
+    /// Events dropped because the app did not keep up (poll queue or callback queue full).
+    pub fn events_dropped(&self) -> u64 {
+        self.shared.events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Whether the client's track at `receiver_index` is enabled, per its trackStatus.
+    pub fn track_enabled(&self, receiver_index: usize) -> bool {
+        self.shared
+            .track_enabled
+            .get(receiver_index)
+            .is_some_and(|f| f.load(Ordering::Acquire))
+    }
+
+    /// The local UDP addresses this peer listens on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.shared.local_addrs
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // Stop callbacks first, so none runs after drop returns, then close.
+        self.shared.detach_handler();
+        if !self.shared.closed.load(Ordering::Acquire) {
+            let _ = self.send(Command::Close { id: self.shared.id });
+        }
+    }
+}
+
+fn validate(cfg: &PeerConfig) -> Result<()> {
+    const RATES: [u32; 7] = [8000, 12000, 16000, 22050, 24000, 44100, 48000];
+    if !RATES.contains(&cfg.audio_in_sample_rate) && !(8000..=48000).contains(&cfg.audio_in_sample_rate) {
+        return Err(Error::invalid(format!(
+            "audio_in_sample_rate {} is outside 8000..=48000",
+            cfg.audio_in_sample_rate
+        )));
+    }
+    if !(8000..=48000).contains(&cfg.audio_out_sample_rate) {
+        return Err(Error::invalid(format!(
+            "audio_out_sample_rate {} is outside 8000..=48000",
+            cfg.audio_out_sample_rate
+        )));
+    }
+    if !(1..=2).contains(&cfg.audio_in_channels) || !(1..=2).contains(&cfg.audio_out_channels) {
+        return Err(Error::invalid("audio channels must be 1 or 2"));
+    }
+    if !(1..=6).contains(&cfg.audio_out_10ms_chunks) {
+        return Err(Error::invalid(
+            "audio_out_10ms_chunks must be 1..=6 (10 to 60 ms Opus packets)",
+        ));
+    }
+    if cfg.opus_complexity > 10 {
+        return Err(Error::invalid("opus_complexity must be 0..=10"));
+    }
+    if !(6_000..=510_000).contains(&cfg.opus_bitrate) {
+        return Err(Error::invalid("opus_bitrate must be 6000..=510000"));
+    }
+    if cfg.port_min > cfg.port_max {
+        return Err(Error::invalid(format!(
+            "port_min {} is above port_max {}",
+            cfg.port_min, cfg.port_max
+        )));
+    }
+    if cfg.connection_timeout.is_zero() {
+        return Err(Error::invalid("connection_timeout must be above zero"));
+    }
+    Ok(())
+}

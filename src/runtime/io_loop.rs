@@ -1,0 +1,442 @@
+//! An I/O thread: one mio `Poll` over the UDP sockets of many peers plus a `Waker` for
+//! commands. It is the only place that reads the clock and touches sockets for sessions;
+//! it never runs codecs and never blocks on the app (full queues drop and count).
+
+use std::collections::HashMap;
+use std::io::ErrorKind as IoKind;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use tracing::{debug, warn};
+
+use super::shared::{PeerEvent, PeerShared};
+use super::Dispatcher;
+use crate::error::{Error, ErrorKind, Result};
+use crate::limits;
+use crate::session::{AudioPacket, PeerState, Session, SessionEvent, SessionStats};
+
+const WAKER: Token = Token(usize::MAX);
+/// Sockets per peer are addressed by the low bits of the token.
+pub(crate) const MAX_SOCKETS_PER_PEER: usize = 8;
+/// Datagrams read from one socket before the session's output is flushed.
+const FLUSH_EVERY: usize = 32;
+
+/// Where the audio-in path of a peer wants mic packets (set by the media layer).
+pub(crate) type AudioSink = Box<dyn FnMut(AudioPacket) + Send>;
+
+pub(crate) struct NewPeer {
+    pub shared: Arc<PeerShared>,
+    pub session: Session,
+    pub sockets: Vec<std::net::UdpSocket>,
+    pub audio_sink: Option<AudioSink>,
+}
+
+/// Work for an I/O thread. Replies go back on one-shot channels.
+pub(crate) enum Command {
+    AddPeer(Box<NewPeer>),
+    Offer {
+        id: u64,
+        sdp: String,
+        reply: Sender<Result<String>>,
+    },
+    Candidate {
+        id: u64,
+        candidate: String,
+        reply: Sender<Result<()>>,
+    },
+    Connect {
+        id: u64,
+        reply: Sender<Result<()>>,
+    },
+    Disconnect {
+        id: u64,
+    },
+    Close {
+        id: u64,
+    },
+    Send {
+        id: u64,
+        data: Vec<u8>,
+        binary: bool,
+        reply: Sender<Result<()>>,
+    },
+    Stats {
+        id: u64,
+        reply: Sender<Result<SessionStats>>,
+    },
+    AudioOut {
+        id: u64,
+        rtp_time: u64,
+        data: Vec<u8>,
+    },
+    RequestKeyframe {
+        id: u64,
+        receiver_index: usize,
+    },
+    Shutdown,
+}
+
+/// The app side's way into one I/O thread.
+pub(crate) struct IoHandle {
+    tx: Sender<Command>,
+    waker: Arc<Waker>,
+    peers: Arc<AtomicUsize>,
+}
+
+impl IoHandle {
+    /// Queues a command and wakes the thread. Blocks up to the command timeout when full.
+    pub fn send(&self, cmd: Command) -> Result<()> {
+        self.tx
+            .send_timeout(cmd, limits::COMMAND_TIMEOUT)
+            .map_err(|e| match e {
+                crossbeam_channel::SendTimeoutError::Timeout(_) => {
+                    Error::new(ErrorKind::Timeout, "the I/O thread's command queue is full")
+                }
+                crossbeam_channel::SendTimeoutError::Disconnected(_) => Error::closed(),
+            })?;
+        self.waker.wake()?;
+        Ok(())
+    }
+
+    /// Queues a command without blocking (media paths): false when the queue is full.
+    pub fn try_send(&self, cmd: Command) -> bool {
+        match self.tx.try_send(cmd) {
+            Ok(()) => self.waker.wake().is_ok(),
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    pub fn send_shutdown(&self) {
+        let _ = self.tx.try_send(Command::Shutdown);
+        let _ = self.waker.wake();
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.load(Ordering::Relaxed)
+    }
+}
+
+struct Entry {
+    shared: Arc<PeerShared>,
+    session: Session,
+    sockets: Vec<(UdpSocket, SocketAddr)>,
+    audio_sink: Option<AudioSink>,
+}
+
+struct IoLoop {
+    poll: Poll,
+    rx: Receiver<Command>,
+    dispatcher: Dispatcher,
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    by_id: HashMap<u64, usize>,
+    buf: Vec<u8>,
+    count: Arc<AtomicUsize>,
+}
+
+pub(crate) fn spawn(index: usize, dispatcher: Dispatcher) -> Result<(IoHandle, JoinHandle<()>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = bounded(limits::COMMAND_QUEUE);
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut lp = IoLoop {
+        poll,
+        rx,
+        dispatcher,
+        entries: Vec::new(),
+        free: Vec::new(),
+        by_id: HashMap::new(),
+        buf: vec![0; limits::MAX_DATAGRAM + 1],
+        count: count.clone(),
+    };
+    let t = std::thread::Builder::new()
+        .name(format!("swrtc-io-{index}"))
+        .spawn(move || lp.run())?;
+    Ok((
+        IoHandle {
+            tx,
+            waker,
+            peers: count,
+        },
+        t,
+    ))
+}
+
+impl IoLoop {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let deadline = self
+                .entries
+                .iter()
+                .flatten()
+                .map(|e| e.session.poll_timeout())
+                .min();
+            let wait = deadline.map_or(Duration::from_secs(1), |d| {
+                d.saturating_duration_since(now).min(Duration::from_secs(1))
+            });
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != IoKind::Interrupted {
+                    warn!("mio poll failed: {e}");
+                }
+                continue;
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                if ev.token() != WAKER {
+                    self.read_socket(ev.token(), now);
+                }
+            }
+            if !self.handle_commands(now) {
+                self.shutdown();
+                return;
+            }
+            let now = Instant::now();
+            for slot in 0..self.entries.len() {
+                let due = match &self.entries[slot] {
+                    Some(e) => e.session.poll_timeout() <= now,
+                    None => false,
+                };
+                if due {
+                    if let Some(e) = self.entries[slot].as_mut() {
+                        e.session.handle_timeout(now);
+                    }
+                    self.flush(slot);
+                }
+            }
+        }
+    }
+
+    fn read_socket(&mut self, token: Token, now: Instant) {
+        let slot = token.0 / MAX_SOCKETS_PER_PEER;
+        let idx = token.0 % MAX_SOCKETS_PER_PEER;
+        let mut since_flush = 0;
+        loop {
+            let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let Some((sock, local)) = entry.sockets.get(idx) else {
+                return;
+            };
+            let local = *local;
+            match sock.recv_from(&mut self.buf) {
+                Ok((n, source)) => {
+                    if n > limits::MAX_DATAGRAM {
+                        entry.session.count_dropped_datagram();
+                    } else {
+                        entry
+                            .session
+                            .handle_datagram(now, source, local, &self.buf[..n]);
+                    }
+                    since_flush += 1;
+                    if since_flush >= FLUSH_EVERY {
+                        since_flush = 0;
+                        self.flush(slot);
+                    }
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => break,
+                Err(e) if e.kind() == IoKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors (port unreachable) surface here on Linux; not fatal.
+                    debug!("recv_from on {local} failed: {e}");
+                    continue;
+                }
+            }
+        }
+        self.flush(slot);
+    }
+
+    /// Returns false on shutdown.
+    fn handle_commands(&mut self, now: Instant) -> bool {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Shutdown => return false,
+                Command::AddPeer(p) => self.add_peer(*p),
+                Command::Offer { id, sdp, reply } => {
+                    let r = self.with(id, |s| s.accept_offer(&sdp, now));
+                    let _ = reply.send(r);
+                }
+                Command::Candidate {
+                    id,
+                    candidate,
+                    reply,
+                } => {
+                    let r = self.with(id, |s| s.add_remote_candidate(&candidate, now));
+                    let _ = reply.send(r);
+                }
+                Command::Connect { id, reply } => {
+                    let r = self.with(id, |s| s.connect(now));
+                    let _ = reply.send(r);
+                }
+                Command::Disconnect { id } => {
+                    let _ = self.with(id, |s| {
+                        s.disconnect(now);
+                        Ok(())
+                    });
+                }
+                Command::Close { id } => {
+                    let _ = self.with(id, |s| {
+                        s.close(now);
+                        Ok(())
+                    });
+                }
+                Command::Send {
+                    id,
+                    data,
+                    binary,
+                    reply,
+                } => {
+                    let r = self.with(id, |s| s.send_message(&data, binary, now));
+                    let _ = reply.send(r);
+                }
+                Command::Stats { id, reply } => {
+                    let r = self.with(id, |s| Ok(s.stats().clone()));
+                    let _ = reply.send(r);
+                }
+                Command::AudioOut { id, rtp_time, data } => {
+                    let _ = self.with(id, |s| {
+                        s.write_audio(rtp_time, now, &data);
+                        Ok(())
+                    });
+                }
+                Command::RequestKeyframe { id, receiver_index } => {
+                    let _ = self.with(id, |s| {
+                        s.request_keyframe(receiver_index, now);
+                        Ok(())
+                    });
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs `f` on a live session, then flushes its output.
+    fn with<T>(&mut self, id: u64, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+        let Some(&slot) = self.by_id.get(&id) else {
+            return Err(Error::closed());
+        };
+        let Some(entry) = self.entries[slot].as_mut() else {
+            return Err(Error::closed());
+        };
+        let r = f(&mut entry.session);
+        self.flush(slot);
+        r
+    }
+
+    fn add_peer(&mut self, p: NewPeer) {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.entries.push(None);
+            self.entries.len() - 1
+        });
+        let mut sockets = Vec::new();
+        for (i, s) in p.sockets.into_iter().enumerate().take(MAX_SOCKETS_PER_PEER) {
+            let Ok(local) = s.local_addr() else { continue };
+            let mut sock = UdpSocket::from_std(s);
+            let token = Token(slot * MAX_SOCKETS_PER_PEER + i);
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut sock, token, Interest::READABLE)
+            {
+                warn!("cannot register socket {local}: {e}");
+                continue;
+            }
+            sockets.push((sock, local));
+        }
+        self.by_id.insert(p.shared.id, slot);
+        self.entries[slot] = Some(Entry {
+            shared: p.shared,
+            session: p.session,
+            sockets,
+            audio_sink: p.audio_sink,
+        });
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends a session's transmits, routes its events, and forgets it once finished.
+    fn flush(&mut self, slot: usize) {
+        let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        while let Some(t) = entry.session.poll_transmit() {
+            let sock = entry
+                .sockets
+                .iter()
+                .find(|(_, local)| *local == t.source)
+                .or_else(|| entry.sockets.first());
+            if let Some((sock, local)) = sock {
+                if let Err(e) = sock.send_to(&t.contents, t.destination) {
+                    debug!("send_to {} from {local} failed: {e}", t.destination);
+                }
+            }
+        }
+        while let Some(ev) = entry.session.poll_event() {
+            let shared = &entry.shared;
+            match ev {
+                SessionEvent::State(s) => {
+                    shared.set_state(s);
+                    self.dispatcher.deliver(shared, PeerEvent::State(s));
+                }
+                SessionEvent::Message { data, binary } => {
+                    self.dispatcher
+                        .deliver(shared, PeerEvent::Message { data, binary });
+                }
+                SessionEvent::TrackStatus {
+                    receiver_index,
+                    enabled,
+                } => {
+                    if let Some(flag) = shared.track_enabled.get(receiver_index as usize) {
+                        flag.store(enabled, Ordering::Release);
+                    }
+                    self.dispatcher.deliver(
+                        shared,
+                        PeerEvent::TrackStatus {
+                            receiver_index,
+                            enabled,
+                        },
+                    );
+                }
+                SessionEvent::Audio(pkt) => {
+                    if let Some(sink) = entry.audio_sink.as_mut() {
+                        sink(pkt);
+                    }
+                }
+            }
+        }
+        if entry.session.is_finished() {
+            self.remove(slot);
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        let Some(mut entry) = self.entries[slot].take() else {
+            return;
+        };
+        for (sock, _) in entry.sockets.iter_mut() {
+            let _ = self.poll.registry().deregister(sock);
+        }
+        if entry.shared.state() != PeerState::Closed {
+            entry.shared.set_state(PeerState::Closed);
+        }
+        self.by_id.remove(&entry.shared.id);
+        self.free.push(slot);
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn shutdown(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.entries.len() {
+            if let Some(e) = self.entries[slot].as_mut() {
+                e.session.close(now);
+            }
+            self.flush(slot);
+        }
+    }
+}

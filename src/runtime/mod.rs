@@ -1,0 +1,126 @@
+//! The runtime: I/O threads (mio + str0m sessions), the callback dispatcher and the codec
+//! worker pool, plus the process-wide default runtime created on first use.
+
+mod dispatch;
+mod shared;
+mod io_loop;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Sender};
+use parking_lot::Mutex;
+use str0m::config::{CryptoProvider, DtlsCert};
+
+use crate::config::RuntimeConfig;
+use crate::error::{Error, Result};
+use crate::limits;
+
+pub(crate) use dispatch::Dispatcher;
+pub(crate) use shared::PeerShared;
+pub use shared::{PeerEvent, PeerHandler};
+pub(crate) use io_loop::{Command, IoHandle, NewPeer, MAX_SOCKETS_PER_PEER};
+
+/// A set of threads peers live on. Cheap to clone; the threads stop when the last clone
+/// and the last peer on it are gone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    pub io: Vec<IoHandle>,
+    next_io: AtomicUsize,
+    pub dispatcher: Dispatcher,
+    pub crypto: Arc<CryptoProvider>,
+    pub cert: DtlsCert,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Runtime {
+    /// Starts a runtime with its own threads.
+    pub fn new(cfg: RuntimeConfig) -> Result<Runtime> {
+        if cfg.io_threads == 0 || cfg.io_threads > 64 {
+            return Err(Error::invalid("io_threads must be 1..=64"));
+        }
+        let crypto = Arc::new(str0m::crypto::from_feature_flags());
+        // One certificate for the runtime: generating one per peer costs ~30 ms each.
+        let cert = crypto
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| Error::internal("DTLS certificate generation failed"))?;
+        let mut threads = Vec::new();
+        let (dispatcher, t) = Dispatcher::start()?;
+        threads.push(t);
+        let mut io = Vec::new();
+        for i in 0..cfg.io_threads {
+            let (handle, t) = io_loop::spawn(i, dispatcher.clone())?;
+            io.push(handle);
+            threads.push(t);
+        }
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                io,
+                next_io: AtomicUsize::new(0),
+                dispatcher,
+                crypto,
+                cert,
+                threads: Mutex::new(threads),
+            }),
+        })
+    }
+
+    /// The process-wide runtime (one I/O thread), created on first use.
+    pub fn global() -> Result<Runtime> {
+        static GLOBAL: OnceLock<std::result::Result<Runtime, Error>> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| Runtime::new(RuntimeConfig::default()))
+            .clone()
+    }
+
+    /// Number of peers currently held by this runtime's I/O threads.
+    pub fn peer_count(&self) -> usize {
+        self.inner.io.iter().map(|h| h.peer_count()).sum()
+    }
+}
+
+impl RuntimeInner {
+    /// The I/O thread for a new peer: round robin.
+    pub fn pick_io_index(&self) -> usize {
+        self.next_io.fetch_add(1, Ordering::Relaxed) % self.io.len()
+    }
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        for h in &self.io {
+            h.send_shutdown();
+        }
+        self.dispatcher.shutdown();
+        let me = std::thread::current().id();
+        for t in self.threads.lock().drain(..) {
+            // The last clone may be dropped on one of our own threads (inside a callback).
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// A one-shot reply channel for commands answered by the I/O thread.
+pub(crate) fn reply_channel<T>() -> (Sender<T>, crossbeam_channel::Receiver<T>) {
+    bounded(1)
+}
+
+/// Waits for a command's reply, mapping a vanished I/O thread to `Closed`.
+pub(crate) fn wait_reply<T>(rx: crossbeam_channel::Receiver<Result<T>>) -> Result<T> {
+    match rx.recv_timeout(limits::COMMAND_TIMEOUT) {
+        Ok(r) => r,
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::new(
+            crate::error::ErrorKind::Timeout,
+            "the I/O thread did not answer within 5 s",
+        )),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::closed()),
+    }
+}

@@ -1,0 +1,634 @@
+//! The sans-IO peer session: one str0m `Rtc` plus Pipecat's lifecycle and data-channel
+//! protocol. It takes datagrams, candidates, app calls and `Instant`s, and yields transmits,
+//! events and the next timeout. It never touches sockets, threads, channels or the clock, so
+//! tests drive it on a virtual clock.
+//!
+//! Every public mutating method ends by draining `poll_output` to a timeout (str0m's rule:
+//! one mutation, then a full drain), so the rule holds by construction for every caller.
+
+pub mod sdp;
+mod state;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::channel::ChannelId;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tracing::{debug, warn};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::limits;
+use crate::messages::{self, Inbound, Signal};
+pub use state::PeerState;
+use state::Lifecycle;
+
+/// Settings the session itself needs (the rest of `PeerConfig` belongs to media and I/O).
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Close a peer that has not connected this long after its first offer.
+    pub connection_timeout: Duration,
+    /// Deliver inbound app messages before the app calls connect.
+    pub deliver_before_connect: bool,
+    /// Reject offers without an audio m-line.
+    pub require_audio: bool,
+    /// Send a `renegotiate` request after connect when the client has video tracks.
+    pub renegotiate_for_video: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            connection_timeout: limits::CONNECTING_TIMEOUT,
+            deliver_before_connect: false,
+            require_audio: true,
+            renegotiate_for_video: false,
+        }
+    }
+}
+
+/// A mic packet received from the client, for the audio-in worker.
+#[derive(Debug, Clone)]
+pub struct AudioPacket {
+    /// Extended RTP sequence number.
+    pub seq: u64,
+    /// Extended RTP timestamp, 48 kHz for Opus.
+    pub rtp_time: u64,
+    /// The Opus payload (shared with str0m, not copied).
+    pub payload: Arc<[u8]>,
+}
+
+/// What the session tells the layer above.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// The state the app should see changed.
+    State(PeerState),
+    /// An app message from the client.
+    Message {
+        /// The message bytes (UTF-8 text unless `binary`).
+        data: Vec<u8>,
+        /// Whether it was sent as binary.
+        binary: bool,
+    },
+    /// The client enabled or disabled a track (0 mic, 1 camera, 2 screen).
+    TrackStatus {
+        /// Receiver index (the m-line position).
+        receiver_index: u32,
+        /// Whether it sends.
+        enabled: bool,
+    },
+    /// A mic packet arrived.
+    Audio(AudioPacket),
+}
+
+/// Counters of one session. Everything dropped anywhere is counted here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Datagrams handed to str0m.
+    pub datagrams_in: u64,
+    /// Datagrams dropped before str0m: oversized, unparsable or not for this peer.
+    pub datagrams_dropped: u64,
+    /// Datagrams str0m rejected with an error.
+    pub input_errors: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// `ping` keepalives received.
+    pub pings_in: u64,
+    /// App messages received from the client.
+    pub messages_in: u64,
+    /// App messages written to the data channel.
+    pub messages_out: u64,
+    /// Outbound app messages dropped (queue full, or no channel within 10 s).
+    pub messages_out_dropped: u64,
+    /// Inbound app messages dropped while held for connect (oldest first).
+    pub messages_in_dropped: u64,
+    /// Mic packets received.
+    pub audio_packets_in: u64,
+}
+
+/// One peer's protocol state. See the module docs.
+pub struct Session {
+    rtc: Rtc,
+    cfg: SessionConfig,
+    life: Lifecycle,
+    channel: Option<ChannelId>,
+    pending_out: VecDeque<(Vec<u8>, bool)>,
+    held_in: VecDeque<(Vec<u8>, bool)>,
+    /// Mids by receiver index (m-line 0 audio, 1 camera, 2 screen).
+    receiver_mids: [Option<Mid>; 3],
+    track_enabled: [bool; 3],
+    renegotiate_due: Option<Instant>,
+    last_renegotiate: Option<Instant>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SessionEvent>,
+    rtc_timeout: Instant,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// A session around a configured `Rtc` that already holds its local candidates.
+    pub fn new(rtc: Rtc, cfg: SessionConfig, now: Instant) -> Session {
+        Session {
+            rtc,
+            life: Lifecycle::new(now, cfg.connection_timeout),
+            cfg,
+            channel: None,
+            pending_out: VecDeque::new(),
+            held_in: VecDeque::new(),
+            receiver_mids: [None, None, None],
+            track_enabled: [true; 3],
+            renegotiate_due: None,
+            last_renegotiate: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            rtc_timeout: now,
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// Accepts an offer (first or renegotiation) and returns the answer SDP.
+    pub fn accept_offer(&mut self, sdp_text: &str, now: Instant) -> Result<String> {
+        self.ensure_open()?;
+        let (offer, lines) = sdp::parse_offer(sdp_text)?;
+        let has_audio = lines.iter().any(|l| l.kind == sdp::LineKind::Audio);
+        if self.cfg.require_audio && !has_audio {
+            return Err(Error::new(
+                ErrorKind::InvalidSdp,
+                "the offer has no audio m-line (Pipecat clients always send one)",
+            ));
+        }
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| Error::new(ErrorKind::InvalidSdp, format!("offer rejected: {e}")))?;
+        // Receiver indexes follow m-line positions, data channel lines excluded.
+        let media: Vec<_> = lines
+            .iter()
+            .filter(|l| matches!(l.kind, sdp::LineKind::Audio | sdp::LineKind::Video))
+            .collect();
+        for (i, slot) in self.receiver_mids.iter_mut().enumerate() {
+            *slot = media.get(i).map(|l| Mid::from(l.mid.as_str()));
+        }
+        self.life.offer_accepted(now);
+        if self.life.app_ready() && self.has_video_in() {
+            // After a renegotiation a new keyframe arrives by itself; no new request needed.
+            self.renegotiate_due = None;
+        }
+        self.drain(now);
+        self.after_mutation(now);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Adds a trickled remote candidate. An empty string (or `end-of-candidates`) ends them.
+    pub fn add_remote_candidate(&mut self, candidate: &str, now: Instant) -> Result<()> {
+        self.ensure_open()?;
+        let text = candidate.trim();
+        let text = text.strip_prefix("a=").unwrap_or(text);
+        if text.is_empty() || text == "end-of-candidates" {
+            return Ok(());
+        }
+        if text.len() > 1024 {
+            return Err(Error::new(
+                ErrorKind::InvalidCandidate,
+                "the candidate is over 1024 bytes",
+            ));
+        }
+        let parsed = Candidate::from_sdp_string(text)
+            .or_else(|_| Candidate::from_sdp_string(&format!("candidate:{text}")))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidCandidate,
+                    format!("unparsable ICE candidate {text:?}: {e}"),
+                )
+            })?;
+        self.rtc.add_remote_candidate(parsed);
+        // str0m paces checks; a timeout right away starts them now, not 50 ms later.
+        self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
+        self.after_mutation(now);
+        Ok(())
+    }
+
+    /// Feeds a datagram received on one of this peer's sockets. Oversized datagrams must
+    /// already be dropped (see [`Session::count_dropped_datagram`]).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        if self.life.is_closed() {
+            return;
+        }
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            self.stats.datagrams_dropped += 1;
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if !self.rtc.accepts(&input) {
+            self.stats.datagrams_dropped += 1;
+            return;
+        }
+        self.stats.datagrams_in += 1;
+        if let Err(e) = self.rtc.handle_input(input) {
+            self.stats.input_errors += 1;
+            debug!("datagram from {source} rejected: {e}");
+        }
+        self.drain(now);
+        if !self.life.ever_connected() {
+            // Until ICE connects, poke str0m after every packet so the next check is not
+            // held back by its 50 ms pacing (connect time against aiortc: 70 → 28 ms).
+            self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
+        }
+        self.after_mutation(now);
+    }
+
+    /// Counts a datagram the I/O layer dropped before it reached the session.
+    pub fn count_dropped_datagram(&mut self) {
+        self.stats.datagrams_dropped += 1;
+    }
+
+    /// Advances time: str0m's timers and the session's own (connect timeout, ping liveness,
+    /// channel give-up, renegotiation).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.life.is_closed() {
+            return;
+        }
+        self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
+        if let Some(due) = self.renegotiate_due {
+            if now >= due {
+                self.renegotiate_due = None;
+                self.send_internal(messages::RENEGOTIATE, now);
+            }
+        }
+        self.after_mutation(now);
+    }
+
+    /// The app is ready (DESIGN §2): counted; delivers `Connected` and held messages.
+    pub fn connect(&mut self, now: Instant) -> Result<()> {
+        self.ensure_open()?;
+        self.life.app_connect();
+        while let Some((data, binary)) = self.held_in.pop_front() {
+            self.events.push_back(SessionEvent::Message { data, binary });
+        }
+        if self.has_video_in() {
+            self.request_renegotiate(now);
+        }
+        self.after_mutation(now);
+        Ok(())
+    }
+
+    /// One side of the app is done; the last one closes the peer (sends `peerLeft` first).
+    pub fn disconnect(&mut self, now: Instant) {
+        if self.life.is_closed() {
+            return;
+        }
+        if self.life.app_disconnect() {
+            self.close(now);
+        }
+    }
+
+    /// Closes now: `peerLeft` if a channel is open, then a graceful DTLS close.
+    pub fn close(&mut self, now: Instant) {
+        if self.life.is_closed() {
+            return;
+        }
+        if self.channel.is_some() {
+            self.send_internal(messages::PEER_LEFT, now);
+        }
+        self.mutate(now, |rtc| rtc.close());
+        self.life.close();
+        self.pending_out.clear();
+        self.after_mutation(now);
+    }
+
+    /// Queues or sends an app message. Ordered; at most 50 wait for the channel to open.
+    pub fn send_message(&mut self, data: &[u8], binary: bool, now: Instant) -> Result<()> {
+        self.ensure_open()?;
+        if data.len() > limits::MAX_MESSAGE_SIZE {
+            self.stats.messages_out_dropped += 1;
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "message of {} bytes is over the {}-byte limit",
+                    data.len(),
+                    limits::MAX_MESSAGE_SIZE
+                ),
+            ));
+        }
+        if self.channel.is_none() && self.life.channel_wait_over(now) {
+            self.stats.messages_out_dropped += 1;
+            return Err(Error::new(
+                ErrorKind::NotConnected,
+                "no data channel opened within 10 s of connecting; message dropped",
+            ));
+        }
+        if self.pending_out.len() >= limits::MAX_PENDING_OUTBOUND {
+            self.stats.messages_out_dropped += 1;
+            return Err(Error::new(
+                ErrorKind::WouldBlock,
+                format!(
+                    "{} messages already wait for the data channel; message dropped",
+                    limits::MAX_PENDING_OUTBOUND
+                ),
+            ));
+        }
+        self.pending_out.push_back((data.to_vec(), binary));
+        self.after_mutation(now);
+        Ok(())
+    }
+
+    /// Asks the client for a new offer (at most once per 2 s), e.g. to get a keyframe.
+    pub fn request_renegotiate(&mut self, now: Instant) {
+        let earliest = self
+            .last_renegotiate
+            .map_or(now, |t| t + limits::RENEGOTIATE_INTERVAL);
+        self.renegotiate_due = Some(earliest.max(now));
+    }
+
+    /// Sends an encoded audio packet on the audio m-line. Dropped (false) until negotiated.
+    pub fn write_audio(&mut self, rtp_time: u64, wallclock: Instant, data: &[u8]) -> bool {
+        let Some(mid) = self.receiver_mids[0] else {
+            return false;
+        };
+        if !self.life.ever_connected() {
+            return false;
+        }
+        let Some(writer) = self.rtc.writer(mid) else {
+            return false;
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == str0m::format::Codec::Opus)
+            .map(|p| p.pt())
+        else {
+            return false;
+        };
+        let time = str0m::media::MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+        let ok = writer.write(pt, wallclock, time, data.to_vec()).is_ok();
+        self.drain(wallclock);
+        self.after_mutation(wallclock);
+        ok
+    }
+
+    /// Asks the client for a keyframe on a receiver (1 camera, 2 screen).
+    pub fn request_keyframe(&mut self, receiver_index: usize, now: Instant) {
+        let Some(Some(mid)) = self.receiver_mids.get(receiver_index).cloned() else {
+            return;
+        };
+        if let Some(mut w) = self.rtc.writer(mid) {
+            if w.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+                let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
+            }
+        }
+        self.drain(now);
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front();
+        if t.is_some() {
+            self.stats.datagrams_out += 1;
+        }
+        t
+    }
+
+    /// The next event for the app side.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.rtc_timeout;
+        for d in [self.life.next_deadline(), self.renegotiate_due]
+            .into_iter()
+            .flatten()
+        {
+            t = t.min(d);
+        }
+        t
+    }
+
+    /// Closed and drained: the I/O layer may forget it once its transmits are sent.
+    pub fn is_finished(&self) -> bool {
+        self.life.is_closed() && self.transmits.is_empty() && self.events.is_empty()
+    }
+
+    /// The state as the app sees it.
+    pub fn state(&self) -> PeerState {
+        self.life.reported()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// Whether the client's track at `receiver_index` is enabled (trackStatus).
+    pub fn track_enabled(&self, receiver_index: usize) -> bool {
+        self.track_enabled.get(receiver_index).copied().unwrap_or(false)
+    }
+
+    fn has_video_in(&self) -> bool {
+        self.cfg.renegotiate_for_video
+            && self.receiver_mids[1..].iter().flatten().any(|mid| {
+                self.rtc
+                    .media(*mid)
+                    .is_some_and(|m| m.kind() == MediaKind::Video && m.direction() != Direction::Inactive)
+            })
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.life.is_closed() {
+            Err(Error::closed())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One str0m mutation followed by the full drain.
+    fn mutate<T, E: std::fmt::Display>(
+        &mut self,
+        now: Instant,
+        f: impl FnOnce(&mut Rtc) -> std::result::Result<T, E>,
+    ) {
+        if let Err(e) = f(&mut self.rtc) {
+            debug!("str0m call failed: {e}");
+        }
+        self.drain(now);
+    }
+
+    fn send_internal(&mut self, text: &str, now: Instant) {
+        if let Some(cid) = self.channel {
+            if let Some(mut ch) = self.rtc.channel(cid) {
+                if let Err(e) = ch.write(false, text.as_bytes()) {
+                    debug!("internal message not sent: {e}");
+                }
+            }
+            self.drain(now);
+        }
+        if text == messages::RENEGOTIATE {
+            self.last_renegotiate = Some(now);
+        }
+    }
+
+    /// Work that follows any mutation: flush queued messages, apply timers, report state.
+    fn after_mutation(&mut self, now: Instant) {
+        self.flush_pending(now);
+        if self.channel.is_none() && self.life.channel_wait_over(now) && !self.pending_out.is_empty()
+        {
+            let n = self.pending_out.len() as u64;
+            warn!("no data channel within 10 s of connecting: {n} queued messages dropped");
+            self.stats.messages_out_dropped += n;
+            self.pending_out.clear();
+        }
+        if self.life.update(now) == state::Verdict::Close {
+            self.close(now);
+            return;
+        }
+        while let Some(s) = self.life.take_report() {
+            self.events.push_back(SessionEvent::State(s));
+        }
+    }
+
+    fn flush_pending(&mut self, now: Instant) {
+        let Some(cid) = self.channel else {
+            return;
+        };
+        let mut wrote = false;
+        while let Some((data, binary)) = self.pending_out.front() {
+            let Some(mut ch) = self.rtc.channel(cid) else {
+                break;
+            };
+            match ch.write(*binary, data) {
+                Ok(true) => {
+                    self.stats.messages_out += 1;
+                    self.pending_out.pop_front();
+                    wrote = true;
+                }
+                Ok(false) => break, // SCTP buffer full; retried after the next drain.
+                Err(e) => {
+                    warn!("data channel write failed, message dropped: {e}");
+                    self.stats.messages_out_dropped += 1;
+                    self.pending_out.pop_front();
+                }
+            }
+        }
+        if wrote {
+            self.drain(now);
+        }
+    }
+
+    /// Drains `poll_output` to a timeout, routing transmits and events.
+    fn drain(&mut self, now: Instant) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.rtc_timeout = t;
+                    break;
+                }
+                Ok(Output::Transmit(t)) => self.transmits.push_back(t),
+                Ok(Output::Event(e)) => self.handle_event(e, now),
+                Err(e) => {
+                    warn!("str0m failed, closing the peer: {e}");
+                    self.life.fail();
+                    self.rtc.disconnect();
+                    self.rtc_timeout = now + Duration::from_secs(3600);
+                    break;
+                }
+            }
+        }
+        if !self.rtc.is_alive() && !self.life.is_closed() {
+            self.life.close();
+        }
+    }
+
+    fn handle_event(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Connected => self.life.transport_connected(now),
+            Event::IceConnectionStateChange(s) => {
+                let up = matches!(
+                    s,
+                    IceConnectionState::Connected | IceConnectionState::Completed
+                );
+                self.life.ice_changed(up, now);
+            }
+            Event::ChannelOpen(cid, label) => {
+                debug!("data channel {label:?} open");
+                // Pipecat clients open one channel; the latest one is the one we write to.
+                self.channel = Some(cid);
+            }
+            Event::ChannelClose(cid) => {
+                if self.channel == Some(cid) {
+                    self.channel = None;
+                }
+            }
+            Event::ChannelData(d) => self.handle_channel_data(&d.data, d.binary, now),
+            Event::MediaData(m) => {
+                if Some(m.mid) == self.receiver_mids[0] {
+                    self.stats.audio_packets_in += 1;
+                    self.events.push_back(SessionEvent::Audio(AudioPacket {
+                        seq: **m.seq_range.end(),
+                        rtp_time: m.time.numer(),
+                        payload: m.data,
+                    }));
+                }
+            }
+            Event::Closed => self.life.close(),
+            _ => {}
+        }
+    }
+
+    fn handle_channel_data(&mut self, data: &[u8], binary: bool, now: Instant) {
+        match messages::classify(data, binary) {
+            Inbound::Ping => {
+                self.stats.pings_in += 1;
+                self.life.ping(now);
+            }
+            Inbound::Signalling(Signal::TrackStatus {
+                receiver_index,
+                enabled,
+            }) => {
+                if let Some(slot) = self.track_enabled.get_mut(receiver_index as usize) {
+                    *slot = enabled;
+                }
+                self.events.push_back(SessionEvent::TrackStatus {
+                    receiver_index,
+                    enabled,
+                });
+            }
+            Inbound::Signalling(other) => debug!("signalling message ignored: {other:?}"),
+            Inbound::App => {
+                self.stats.messages_in += 1;
+                if self.life.app_ready() || self.cfg.deliver_before_connect {
+                    self.events.push_back(SessionEvent::Message {
+                        data: data.to_vec(),
+                        binary,
+                    });
+                } else {
+                    if self.held_in.len() >= limits::MAX_HELD_INBOUND {
+                        self.held_in.pop_front();
+                        self.stats.messages_in_dropped += 1;
+                    }
+                    self.held_in.push_back((data.to_vec(), binary));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

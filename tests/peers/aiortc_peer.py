@@ -1,0 +1,471 @@
+#!/usr/bin/env python3
+"""An aiortc peer that behaves like Pipecat's JS SmallWebRTC client.
+
+Driven by a test over stdin/stdout: one JSON command per line on stdin, one
+JSON event per line on stdout (flushed per line). Logs go to stderr only.
+
+Commands (unknown fields are ignored):
+  {"cmd":"offer", "audio":true, "video":true, "screen":false, "label":"chat",
+   "pings":true, "track_status":true, "tone_hz":1000, "tone_dbfs":-20,
+   "host_addresses":["127.0.0.1"]}
+      Creates a new RTCPeerConnection (closing any previous one) with
+      transceivers audio sendrecv (mid 0), video sendrecv (mid 1) and, with
+      screen, video sendonly (mid 2), plus a data channel `label`, then
+      prints {"event":"offer","sdp":...,"pc":G} once ICE gathering is
+      complete. G numbers the peer connections of this process (1, 2, ...);
+      asynchronous events carry the "pc" they come from. Received-media
+      stats restart with each new peer connection.
+      audio/video false keep the transceiver but attach no track (like a
+      client with mic/camera off). track_status: true sends the default
+      trackStatus message after the channel opens, false sends nothing, an
+      object is sent as the "message" of a signalling envelope.
+      tone_hz 0 sends digital silence.
+  {"cmd":"answer","sdp":...}   -> {"event":"answered"}
+  {"cmd":"renegotiate"}        -> {"event":"offer","sdp":...,"pc":G} (same pc)
+  {"cmd":"send","text":...}    -> {"event":"sent"} (error event if not open)
+  {"cmd":"set_tone","hz":440, "dbfs":-20} -> {"event":"tone_set"}
+  {"cmd":"audio_stats"}        -> {"event":"audio_stats","frames":N,
+                                   "sample_rate":R,"rms_dbfs":x,"freq_hz":f,
+                                   "window_s":w}
+      rms_dbfs: plain RMS of the last 2 s (mono mix) re 32768, floor -120,
+      null before any audio; freq_hz: rising zero crossings / window_s.
+      (The tone's -20 dBFS is its peak, so its RMS is -23 dBFS; aiortc's
+      Opus encoder upmixes mono to stereo at -3 dB, so aiortc's own tone
+      arrives at about -26 dBFS RMS at a decoder.)
+  {"cmd":"video_stats"}        -> {"event":"video_stats","frames":N,
+                                   "width":W,"height":H}
+  {"cmd":"ping"}               -> {"event":"pong"}
+  {"cmd":"close"}              -> closes the pc, {"event":"closed"}, exit 0
+Asynchronous events: {"event":"channel_open","label"}, channel_close,
+{"event":"message","text","label"} (every text on any channel, unfiltered;
+binary ones decoded with "binary":true), {"event":"ice_state","state"},
+{"event":"connection_state","state"}, {"event":"track","kind"},
+track_ended, and {"event":"error","message"} ("cmd" names the failed
+command). Every failure is an error event; the process keeps running until
+"close" or until stdin closes (then it closes the pc and exits 0).
+"""
+
+import asyncio
+import fractions
+import json
+import logging
+import math
+import os
+import sys
+import threading
+import time
+
+import av
+import numpy as np
+
+import aioice.ice
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import MediaStreamError
+
+log = logging.getLogger("aiortc_peer")
+
+SAMPLE_RATE = 48000
+FRAME_SAMPLES = 960  # 20 ms at 48 kHz
+AUDIO_WINDOW_S = 2.0
+COMMAND_TIMEOUT_S = 30.0
+
+# --- loopback-only ICE -------------------------------------------------------
+# aioice gathers host candidates from aioice.ice.get_host_addresses(), which
+# drops 127.0.0.1 and ::1. gather_candidates() looks that name up in the
+# aioice.ice module namespace at call time, so replacing the module attribute
+# makes every Connection gather exactly the addresses we choose (loopback by
+# default). Together with iceServers=[] (no STUN/TURN; aiortc otherwise uses a
+# public STUN server by default) all ICE traffic stays on these addresses.
+HOST_ADDRESSES = ["127.0.0.1"]
+
+if not hasattr(aioice.ice, "get_host_addresses"):
+    raise SystemExit(
+        "aioice.ice.get_host_addresses not found: the loopback patch does not "
+        "fit this aioice version; pin the one in tests/peers/requirements.txt"
+    )
+
+
+def _host_addresses(use_ipv4: bool, use_ipv6: bool) -> list:
+    return [a for a in HOST_ADDRESSES if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+
+aioice.ice.get_host_addresses = _host_addresses
+
+
+# --- output ------------------------------------------------------------------
+def emit(event: str, **fields) -> None:
+    obj = {"event": event}
+    obj.update(fields)
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+# --- media sources -----------------------------------------------------------
+class ToneTrack(MediaStreamTrack):
+    """Sine tone (or silence): 20 ms s16 mono 48 kHz frames, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self, hz: float = 1000.0, dbfs: float = -20.0):
+        super().__init__()
+        self.hz = float(hz)
+        self.dbfs = float(dbfs)
+        self._phase = 0.0
+        self._pts = 0
+        self._start = None
+
+    def set_tone(self, hz: float, dbfs: float) -> None:
+        self.hz = float(hz)
+        self.dbfs = float(dbfs)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            wait = self._start + self._pts / SAMPLE_RATE - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+        if self.hz > 0:
+            # Peak amplitude dbfs relative to full scale (-20 dBFS -> 0.1 FS).
+            amp = 32767.0 * 10 ** (self.dbfs / 20.0)
+            step = 2.0 * math.pi * self.hz / SAMPLE_RATE
+            phases = self._phase + step * np.arange(FRAME_SAMPLES)
+            samples = np.round(amp * np.sin(phases)).astype(np.int16)
+            self._phase = float((self._phase + step * FRAME_SAMPLES) % (2.0 * math.pi))
+        else:
+            samples = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        self._pts += FRAME_SAMPLES
+        return frame
+
+
+def _colour_bars_yuv420p(width: int, height: int) -> np.ndarray:
+    # 75 % SMPTE-like bars: white, yellow, cyan, green, magenta, red, blue, black.
+    bars = [
+        (191, 191, 191), (191, 191, 0), (0, 191, 191), (0, 191, 0),
+        (191, 0, 191), (191, 0, 0), (0, 0, 191), (0, 0, 0),
+    ]
+    rgb = np.zeros((height, width, 3), dtype=np.uint8)
+    for i, colour in enumerate(bars):
+        rgb[:, i * width // len(bars):(i + 1) * width // len(bars)] = colour
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    return frame.to_ndarray()
+
+
+class ColourBarsTrack(VideoStreamTrack):
+    """Synthetic 640x480 colour bars at 30 fps."""
+
+    def __init__(self, width: int = 640, height: int = 480):
+        super().__init__()
+        self._yuv = _colour_bars_yuv420p(width, height)
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
+        frame.pts = pts
+        frame.time_base = time_base
+        return frame
+
+
+# --- received media ----------------------------------------------------------
+class AudioRecorder:
+    def __init__(self):
+        self.frames = 0
+        self.sample_rate = 0
+        self._chunks = []  # mono float32 arrays, newest last
+        self._held = 0
+
+    def add(self, frame: av.AudioFrame) -> None:
+        self.frames += 1
+        self.sample_rate = frame.sample_rate
+        arr = frame.to_ndarray()
+        channels = len(frame.layout.channels)
+        if frame.format.is_planar:
+            mono = arr.astype(np.float32).mean(axis=0)
+        else:
+            mono = arr.reshape(-1, channels).astype(np.float32).mean(axis=1)
+        self._chunks.append(mono)
+        self._held += len(mono)
+        limit = int(AUDIO_WINDOW_S * (self.sample_rate or SAMPLE_RATE))
+        while self._chunks and self._held - len(self._chunks[0]) >= limit:
+            self._held -= len(self._chunks.pop(0))
+
+    def stats(self) -> dict:
+        out = {"frames": self.frames, "sample_rate": self.sample_rate,
+               "rms_dbfs": None, "freq_hz": None, "window_s": 0.0}
+        if not self._chunks or not self.sample_rate:
+            return out
+        x = np.concatenate(self._chunks)
+        limit = int(AUDIO_WINDOW_S * self.sample_rate)
+        x = x[-limit:]
+        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        out["rms_dbfs"] = round(max(-120.0, 20.0 * math.log10(max(rms, 1e-9) / 32768.0)), 2)
+        # Frequency by rising zero crossings over the window.
+        neg = x < 0
+        rising = int(np.count_nonzero(neg[:-1] & ~neg[1:]))
+        duration = len(x) / self.sample_rate
+        out["freq_hz"] = round(rising / duration, 1) if duration > 0 else None
+        out["window_s"] = round(duration, 3)
+        return out
+
+
+class VideoRecorder:
+    def __init__(self):
+        self.frames = 0
+        self.width = 0
+        self.height = 0
+
+    def add(self, frame: av.VideoFrame) -> None:
+        self.frames += 1
+        self.width = frame.width
+        self.height = frame.height
+
+
+# --- the peer ----------------------------------------------------------------
+DEFAULT_TRACK_STATUS = {"type": "trackStatus", "receiver_index": 0, "enabled": True}
+
+
+class Peer:
+    def __init__(self):
+        self.pc = None
+        self.gen = 0
+        self.channel = None
+        self.opts = {}
+        self.tone = None
+        self.tasks = set()
+        self.audio = AudioRecorder()
+        self.video = VideoRecorder()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def close_pc(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        self.tasks.clear()
+        pc, self.pc, self.channel = self.pc, None, None
+        if pc is not None:
+            await pc.close()
+
+    # commands
+    async def cmd_offer(self, cmd: dict) -> None:
+        await self.close_pc()
+        global HOST_ADDRESSES
+        if cmd.get("host_addresses"):
+            HOST_ADDRESSES = list(cmd["host_addresses"])
+        self.opts = cmd
+        self.audio = AudioRecorder()  # stats are per peer connection
+        self.video = VideoRecorder()
+        self.gen += 1
+        gen = self.gen
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = pc
+
+        @pc.on("iceconnectionstatechange")
+        def _ice():
+            emit("ice_state", state=pc.iceConnectionState, pc=gen)
+
+        @pc.on("connectionstatechange")
+        def _conn():
+            emit("connection_state", state=pc.connectionState, pc=gen)
+
+        @pc.on("track")
+        def _track(track):
+            emit("track", kind=track.kind, pc=gen)
+            self._spawn(self._read_track(track))
+
+        @pc.on("datachannel")
+        def _remote_channel(channel):
+            self._hook_channel(channel, gen, ours=False)
+
+        self.tone = None
+        audio_track = None
+        if cmd.get("audio", True):
+            self.tone = ToneTrack(cmd.get("tone_hz", 1000), cmd.get("tone_dbfs", -20))
+            audio_track = self.tone
+        pc.addTransceiver(audio_track or "audio", direction="sendrecv")
+        pc.addTransceiver(ColourBarsTrack() if cmd.get("video", True) else "video",
+                          direction="sendrecv")
+        if cmd.get("screen", False):
+            pc.addTransceiver(ColourBarsTrack(), direction="sendonly")
+
+        channel = pc.createDataChannel(cmd.get("label", "chat"))
+        self.channel = channel
+        self._hook_channel(channel, gen, ours=True)
+
+        await self._offer()
+
+    async def _offer(self) -> None:
+        pc = self.pc
+        if pc is None:
+            raise RuntimeError("no peer connection: send an offer command first")
+        offer = await pc.createOffer()
+        await pc.setLocalDescription(offer)  # aiortc completes gathering here
+        emit("offer", sdp=pc.localDescription.sdp, pc=self.gen)
+
+    async def cmd_renegotiate(self, cmd: dict) -> None:
+        await self._offer()
+
+    async def cmd_answer(self, cmd: dict) -> None:
+        if self.pc is None:
+            raise RuntimeError("no peer connection: send an offer command first")
+        sdp = cmd.get("sdp")
+        if not isinstance(sdp, str):
+            raise ValueError("answer needs an 'sdp' string")
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        emit("answered")
+
+    async def cmd_send(self, cmd: dict) -> None:
+        ch = self.channel
+        if ch is None or ch.readyState != "open":
+            state = ch.readyState if ch is not None else "none"
+            raise RuntimeError(f"data channel not open (state {state})")
+        text = cmd.get("text")
+        if not isinstance(text, str):
+            text = json.dumps(text)
+        ch.send(text)
+        emit("sent")
+
+    async def cmd_set_tone(self, cmd: dict) -> None:
+        if self.tone is None:
+            raise RuntimeError("no tone track (offer with audio: true first)")
+        self.tone.set_tone(cmd.get("hz", self.tone.hz), cmd.get("dbfs", self.tone.dbfs))
+        emit("tone_set", hz=self.tone.hz, dbfs=self.tone.dbfs)
+
+    async def cmd_audio_stats(self, cmd: dict) -> None:
+        emit("audio_stats", **self.audio.stats())
+
+    async def cmd_video_stats(self, cmd: dict) -> None:
+        emit("video_stats", frames=self.video.frames, width=self.video.width,
+             height=self.video.height)
+
+    async def cmd_ping(self, cmd: dict) -> None:
+        emit("pong")
+
+    # channels and tracks
+    def _hook_channel(self, channel, gen: int, ours: bool) -> None:
+        @channel.on("open")
+        def _open():
+            emit("channel_open", label=channel.label, pc=gen)
+            if ours:
+                self._spawn(self._after_open(channel))
+
+        @channel.on("close")
+        def _close():
+            emit("channel_close", label=channel.label, pc=gen)
+
+        @channel.on("message")
+        def _message(msg):
+            if isinstance(msg, (bytes, bytearray)):
+                emit("message", text=bytes(msg).decode("utf-8", "replace"), binary=True,
+                     label=channel.label, pc=gen)
+            else:
+                emit("message", text=msg, label=channel.label, pc=gen)
+
+        # aiortc may announce a remote channel that is already open.
+        if not ours and channel.readyState == "open":
+            _open()
+
+    async def _after_open(self, channel) -> None:
+        status = self.opts.get("track_status", True)
+        if status is not False and status is not None:
+            message = DEFAULT_TRACK_STATUS if status is True else status
+            channel.send(json.dumps({"type": "signalling", "message": message}))
+        if not self.opts.get("pings", True):
+            return
+        while channel.readyState == "open":
+            channel.send(f"ping: {int(time.time() * 1000)}")
+            await asyncio.sleep(1.0)
+
+    async def _read_track(self, track) -> None:
+        rec = self.audio if track.kind == "audio" else self.video
+        try:
+            while True:
+                frame = await track.recv()
+                rec.add(frame)
+        except MediaStreamError:
+            emit("track_ended", kind=track.kind)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # keep going: a bad frame must not kill the peer
+            log.exception("track reader failed")
+            emit("error", message=f"{track.kind} track reader: {exc!r}")
+
+
+async def main() -> int:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def read_stdin():
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
+
+    peer = Peer()
+    while True:
+        line = await queue.get()
+        if line is None:
+            log.info("stdin closed")
+            break
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            cmd = json.loads(line)
+            if not isinstance(cmd, dict) or not isinstance(cmd.get("cmd"), str):
+                raise ValueError("command must be an object with a 'cmd' string")
+        except Exception as exc:
+            emit("error", message=f"bad command line: {exc}", line=line[:200])
+            continue
+        name = cmd["cmd"]
+        if name == "close":
+            try:
+                await asyncio.wait_for(peer.close_pc(), COMMAND_TIMEOUT_S)
+            except Exception as exc:
+                emit("error", message=f"close: {exc!r}", cmd=name)
+            emit("closed")
+            return 0
+        handler = getattr(peer, "cmd_" + name, None)
+        if handler is None:
+            emit("error", message=f"unknown command {name!r}", cmd=name)
+            continue
+        try:
+            await asyncio.wait_for(handler(cmd), COMMAND_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            emit("error", message=f"{name}: timed out after {COMMAND_TIMEOUT_S} s", cmd=name)
+        except Exception as exc:
+            log.debug("command %s failed", name, exc_info=True)
+            emit("error", message=f"{name}: {type(exc).__name__}: {exc}", cmd=name)
+
+    try:
+        await asyncio.wait_for(peer.close_pc(), 5.0)
+    except Exception:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if os.environ.get("AIORTC_PEER_DEBUG") else logging.WARNING,
+        format="aiortc_peer %(levelname)s %(name)s: %(message)s",
+    )
+    sys.exit(asyncio.run(main()))
