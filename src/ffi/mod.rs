@@ -2,6 +2,8 @@
 //! one call into the Rust API → result mapping. The header `include/smallwebrtc.h` is
 //! generated from this module by cbindgen and committed.
 
+#![allow(non_camel_case_types)]
+
 mod peer;
 mod runtime;
 

@@ -1,1 +1,3 @@
+#![allow(dead_code)]
 pub mod aiortc;
+pub mod str0m_client;

@@ -429,7 +429,10 @@ impl TestClient {
 
     /// Waits for the next data channel message satisfying `pred`.
     pub fn wait_message(&self, deadline: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
-        match self.wait_for(deadline, |e| matches!(e, ClientEvent::Message(m) if pred(m))) {
+        match self.wait_for(
+            deadline,
+            |e| matches!(e, ClientEvent::Message(m) if pred(m)),
+        ) {
             Some(ClientEvent::Message(m)) => Some(m),
             _ => None,
         }
@@ -551,7 +554,9 @@ impl Worker {
             let now = Instant::now();
             if let Some(t) = self.next_ping {
                 if now >= t && self.channel_open {
-                    self.next_ping = Some(t.max(now - PING_INTERVAL) + PING_INTERVAL);
+                    // Keep a 1 s cadence; after a stall, restart it from now.
+                    let late = now.saturating_duration_since(t) >= PING_INTERVAL;
+                    self.next_ping = Some(if late { now } else { t } + PING_INTERVAL);
                     let text = format!("ping: {}", unix_ms());
                     self.write_text(&text);
                     timeout = self.drain();
@@ -684,12 +689,10 @@ impl Worker {
                     String::from_utf8_lossy(&d.data).into_owned(),
                 ));
             }
-            Event::ChannelClose(cid) => {
-                if Some(cid) == self.cid {
-                    self.channel_open = false;
-                    self.next_ping = None;
-                    self.emit(ClientEvent::ChannelClosed);
-                }
+            Event::ChannelClose(cid) if Some(cid) == self.cid => {
+                self.channel_open = false;
+                self.next_ping = None;
+                self.emit(ClientEvent::ChannelClosed);
             }
             Event::MediaData(d) => {
                 if d.params.spec().codec.is_audio() {
@@ -803,13 +806,31 @@ impl Worker {
         }
         let mut api = self.rtc.sdp_api();
         if self.opts.audio {
-            api.add_media(MediaKind::Audio, Direction::SendRecv, Some("client".into()), None, None);
+            api.add_media(
+                MediaKind::Audio,
+                Direction::SendRecv,
+                Some("client".into()),
+                None,
+                None,
+            );
         }
         if self.opts.video {
-            api.add_media(MediaKind::Video, Direction::SendRecv, Some("client".into()), None, None);
+            api.add_media(
+                MediaKind::Video,
+                Direction::SendRecv,
+                Some("client".into()),
+                None,
+                None,
+            );
         }
         if self.opts.screen {
-            api.add_media(MediaKind::Video, Direction::SendOnly, Some("screen".into()), None, None);
+            api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                Some("screen".into()),
+                None,
+                None,
+            );
         }
         api.add_channel(self.opts.label.clone());
         let (offer, _pending) = api.apply().ok_or("str0m produced no offer")?;
@@ -855,7 +876,11 @@ impl Worker {
         // Use the send SSRCs our offer announced.
         for (mid, ssrc, rtx) in offer_ssrcs(&offer_text) {
             let mid = Mid::from(mid.as_str());
-            let current = self.rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| s.ssrc());
+            let current = self
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(mid, None)
+                .map(|s| s.ssrc());
             if current.is_some_and(|c| c != ssrc) {
                 self.rtc.direct_api().reset_stream_tx(mid, None, ssrc, rtx);
                 self.drain();
@@ -895,7 +920,10 @@ impl Worker {
         let (offer, pending) = api.apply().ok_or("str0m produced no re-offer")?;
         self.pending = Some(pending);
         self.reoffers += 1;
-        Ok(bump_origin_version(&offer.to_sdp_string(), 2 + self.reoffers))
+        Ok(bump_origin_version(
+            &offer.to_sdp_string(),
+            2 + self.reoffers,
+        ))
     }
 
     fn shutdown(&mut self, graceful: bool, buf: &mut [u8]) {
@@ -1026,13 +1054,19 @@ fn offer_ssrcs(sdp: &str) -> Vec<(String, Ssrc, Option<Ssrc>)> {
             if let Some(m) = l.strip_prefix("a=mid:") {
                 mid = Some(m.to_string());
             } else if let Some(g) = l.strip_prefix("a=ssrc-group:FID ") {
-                let v: Vec<u32> = g.split_whitespace().filter_map(|s| s.parse().ok()).collect();
+                let v: Vec<u32> = g
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
                 if v.len() == 2 && fid.is_none() {
                     fid = Some((v[0], v[1]));
                 }
             } else if let Some(s) = l.strip_prefix("a=ssrc:") {
                 if first.is_none() {
-                    first = s.split_whitespace().next().and_then(|s| s.parse::<u32>().ok());
+                    first = s
+                        .split_whitespace()
+                        .next()
+                        .and_then(|s| s.parse::<u32>().ok());
                 }
             }
         }

@@ -285,7 +285,7 @@ impl OpusEncoder {
             rate * 3 / 50,
         ]
         .contains(&frame);
-        if pcm.len() % ch != 0 || !valid {
+        if !pcm.len().is_multiple_of(ch) || !valid {
             return Err(Error::invalid(format!(
                 "Opus frame of {} samples per channel at {} Hz is not 2.5, 5, 10, 20, 40 or 60 ms",
                 frame, self.sample_rate

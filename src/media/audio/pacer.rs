@@ -69,7 +69,7 @@ impl AudioPacer {
         packet_10ms_units: u32,
         auto_silence: bool,
     ) -> Result<Self> {
-        if app_rate == 0 || app_rate % 100 != 0 || app_rate > 192_000 {
+        if app_rate == 0 || !app_rate.is_multiple_of(100) || app_rate > 192_000 {
             return Err(Error::invalid(format!(
                 "audio-out rate must be a multiple of 100 Hz up to 192000, got {app_rate}"
             )));
@@ -138,7 +138,7 @@ impl AudioPacer {
 
     /// Queues interleaved `pcm`, which must be a whole, non-zero number of 10 ms.
     pub fn write(&mut self, pcm: &[i16]) -> Result<WriteId> {
-        if pcm.is_empty() || pcm.len() % self.chunk_len != 0 {
+        if pcm.is_empty() || !pcm.len().is_multiple_of(self.chunk_len) {
             return Err(Error::invalid(format!(
                 "audio write of {} samples is not a non-zero multiple of {} \
                  (10 ms at {} Hz, {} channel(s))",

@@ -73,7 +73,7 @@ impl AudioReceiver {
     /// A receiver producing `app_channels` (1 or 2) at `app_rate` Hz. Opus-native rates are
     /// decoded directly; others are decoded at 48 kHz and resampled.
     pub fn new(app_rate: u32, app_channels: u16) -> Result<Self> {
-        if app_rate % (1000 / FRAME_MS) != 0 {
+        if !app_rate.is_multiple_of(1000 / FRAME_MS) {
             return Err(Error::invalid(format!(
                 "audio-in rate must give whole 20 ms frames, got {app_rate} Hz"
             )));
@@ -153,6 +153,16 @@ impl AudioReceiver {
             self.decode_in_order(seq, rtp_time, payload, out);
             return;
         };
+        if next.saturating_sub(seq) > MAX_SEQ_JUMP || seq.saturating_sub(next) > MAX_SEQ_JUMP {
+            // Far outside the window either way: the sender restarted or skipped ahead.
+            while !self.held.is_empty() {
+                self.declare_gap_lost(out);
+            }
+            self.stats.resyncs += 1;
+            self.last_rtp_end = None;
+            self.decode_in_order(seq, rtp_time, payload, out);
+            return;
+        }
         if seq < next || self.held.contains_key(&seq) {
             self.stats.late += 1;
             return;
@@ -160,15 +170,6 @@ impl AudioReceiver {
         if seq == next {
             self.decode_in_order(seq, rtp_time, payload, out);
             self.drain_ready(out);
-            return;
-        }
-        if seq - next > MAX_SEQ_JUMP {
-            while !self.held.is_empty() {
-                self.declare_gap_lost(out);
-            }
-            self.stats.resyncs += 1;
-            self.last_rtp_end = None;
-            self.decode_in_order(seq, rtp_time, payload, out);
             return;
         }
         self.held.insert(
@@ -499,6 +500,16 @@ mod tests {
         assert_eq!(frames.len(), 100);
         assert_eq!(rx.stats().resyncs, 1);
         assert_eq!(rx.stats().concealed + rx.stats().fec_recovered, 0);
+
+        // The sender restarts its sequence far behind: resync rather than drop everything.
+        let restarted: Vec<_> = pkts[..20]
+            .iter()
+            .map(|(seq, rtp, p)| (seq - 900, rtp + 1_000_000, p.clone()))
+            .collect();
+        let frames = run(&mut rx, &restarted);
+        assert_eq!(frames.len(), 20);
+        assert_eq!(frames[0].pts, 100 * 320);
+        assert_eq!(rx.stats().resyncs, 2);
 
         // A medium gap (10 packets) conceals only MAX_CONCEAL_PACKETS of it.
         let mut rx = AudioReceiver::new(16000, 1).unwrap();

@@ -94,7 +94,7 @@ impl Resampler {
     ///
     /// A trailing partial frame (odd sample count for stereo) is an error.
     pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) -> Result<()> {
-        if input.len() % self.channels != 0 {
+        if !input.len().is_multiple_of(self.channels) {
             return Err(Error::invalid(format!(
                 "{} samples is not a whole number of {}-channel frames",
                 input.len(),
