@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use str0m::RtcConfig;
 
 use crate::config::PeerConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::io;
 use crate::limits;
 use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
-use crate::runtime::{PeerEvent, PeerHandler};
+use crate::runtime::{AudioIn, AudioOut, PeerEvent, PeerHandler};
+use crate::media::audio::{AudioFrame, PopError};
 use crate::session::{PeerState, Session, SessionConfig, SessionStats};
 
 /// A WebRTC peer: the server side of one client connection.
@@ -25,6 +26,8 @@ pub struct Peer {
     shared: Arc<PeerShared>,
     runtime: Runtime,
     io: usize,
+    audio_in_rate: u32,
+    audio_in_channels: u16,
 }
 
 impl Peer {
@@ -86,18 +89,43 @@ impl Peer {
             },
             now,
         );
-        let shared = Arc::new(PeerShared::new(id, local_addrs, handler));
         let io_index = inner.pick_io_index();
+        let audio_in = if cfg.audio_in_enabled {
+            Some(AudioIn::new(&cfg)?)
+        } else {
+            None
+        };
+        let audio_out = if cfg.audio_out_enabled {
+            Some(AudioOut::new(&cfg, id, inner.io[io_index].clone())?)
+        } else {
+            None
+        };
+        let audio_sink = audio_in.clone().map(|pipe| {
+            let workers = inner.workers.clone();
+            Box::new(move |pkt| pipe.push(pkt, &workers)) as crate::runtime::AudioSink
+        });
+        let shared = Arc::new(PeerShared::new(
+            id,
+            local_addrs,
+            handler,
+            audio_in,
+            audio_out.clone(),
+        ));
         inner.io[io_index].send(Command::AddPeer(Box::new(crate::runtime::NewPeer {
             shared: shared.clone(),
             session,
             sockets,
-            audio_sink: None,
+            audio_sink,
         })))?;
+        if let Some(pipe) = audio_out {
+            inner.clock.register(pipe)?;
+        }
         Ok(Peer {
             shared,
             runtime: runtime.clone(),
             io: io_index,
+            audio_in_rate: cfg.audio_in_sample_rate,
+            audio_in_channels: cfg.audio_in_channels,
         })
     }
 
@@ -201,6 +229,80 @@ impl Peer {
             .is_some_and(|f| f.load(Ordering::Acquire))
     }
 
+    /// The next 20 ms frame of the client's microphone, decoded at `audio_in_sample_rate`
+    /// (`None` timeout: do not wait). A muted or absent mic is not an error: reads time out.
+    /// Errors: `Timeout`, `WouldBlock`, `Closed`, `InvalidArgument` (audio in disabled).
+    pub fn read_audio(&self, timeout: Option<Duration>) -> Result<AudioFrame> {
+        let pipe = self
+            .shared
+            .audio_in
+            .as_ref()
+            .ok_or_else(|| Error::invalid("audio in is disabled in this peer's config"))?;
+        pipe.ring.pop(timeout).map_err(|e| match e {
+            PopError::Timeout => Error::new(ErrorKind::Timeout, "no audio frame within the timeout"),
+            PopError::WouldBlock => Error::new(ErrorKind::WouldBlock, "no audio frame ready"),
+            PopError::Closed => Error::closed(),
+        })
+    }
+
+    /// Like [`Peer::read_audio`], copying into `buf` without allocating. Returns the number
+    /// of samples written (all channels) and the frame's pts (samples since start).
+    /// `BufferTooSmall` when `buf` cannot hold a frame (the frame stays readable).
+    pub fn read_audio_into(&self, buf: &mut [i16], timeout: Option<Duration>) -> Result<(usize, u64)> {
+        let need = self.audio_in_frame_samples();
+        if buf.len() < need {
+            return Err(Error::new(
+                ErrorKind::BufferTooSmall,
+                format!("the buffer holds {} samples; a 20 ms frame needs {need}", buf.len()),
+            ));
+        }
+        let frame = self.read_audio(timeout)?;
+        let n = frame.samples.len().min(buf.len());
+        buf[..n].copy_from_slice(&frame.samples[..n]);
+        let pts = frame.pts;
+        if let Some(pipe) = &self.shared.audio_in {
+            pipe.ring.recycle(frame.samples);
+        }
+        Ok((n, pts))
+    }
+
+    /// Samples (all channels) in one 20 ms input frame.
+    pub fn audio_in_frame_samples(&self) -> usize {
+        (self.audio_in_rate / 50) as usize * self.audio_in_channels as usize
+    }
+
+    /// Queues PCM (interleaved s16 at `audio_out_sample_rate`, a whole number of 10 ms)
+    /// and waits until its last sample has been sent, up to `timeout` (then `Timeout`; the
+    /// audio stays queued). Returns early without error if `clear_audio` drops it.
+    /// Errors: `InvalidArgument` (size), `WouldBlock` (over 10 s queued), `Timeout`, `Closed`.
+    pub fn write_audio(&self, pcm: &[i16], timeout: Duration) -> Result<()> {
+        self.audio_out()?.write(pcm, Some(timeout))
+    }
+
+    /// Queues PCM and returns at once. Errors as [`Peer::write_audio`], without `Timeout`.
+    pub fn try_write_audio(&self, pcm: &[i16]) -> Result<()> {
+        self.audio_out()?.write(pcm, None)
+    }
+
+    /// Drops all queued output audio within one packet time (barge-in); blocked writers
+    /// return.
+    pub fn clear_audio(&self) -> Result<()> {
+        self.audio_out()?.clear();
+        Ok(())
+    }
+
+    /// Output audio queued and not yet sent.
+    pub fn audio_queued(&self) -> Result<Duration> {
+        Ok(self.audio_out()?.queued())
+    }
+
+    fn audio_out(&self) -> Result<&Arc<AudioOut>> {
+        self.shared
+            .audio_out
+            .as_ref()
+            .ok_or_else(|| Error::invalid("audio out is disabled in this peer's config"))
+    }
+
     /// The local UDP addresses this peer listens on.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.shared.local_addrs
@@ -218,11 +320,22 @@ impl Drop for Peer {
 }
 
 fn validate(cfg: &PeerConfig) -> Result<()> {
-    const RATES: [u32; 7] = [8000, 12000, 16000, 22050, 24000, 44100, 48000];
-    if !RATES.contains(&cfg.audio_in_sample_rate) && !(8000..=48000).contains(&cfg.audio_in_sample_rate) {
+    if !(8000..=48000).contains(&cfg.audio_in_sample_rate) {
         return Err(Error::invalid(format!(
             "audio_in_sample_rate {} is outside 8000..=48000",
             cfg.audio_in_sample_rate
+        )));
+    }
+    if cfg.audio_in_sample_rate % 50 != 0 {
+        return Err(Error::invalid(format!(
+            "audio_in_sample_rate {} is not a multiple of 50 Hz (20 ms frames)",
+            cfg.audio_in_sample_rate
+        )));
+    }
+    if cfg.audio_out_sample_rate % 100 != 0 {
+        return Err(Error::invalid(format!(
+            "audio_out_sample_rate {} is not a multiple of 100 Hz (10 ms chunks)",
+            cfg.audio_out_sample_rate
         )));
     }
     if !(8000..=48000).contains(&cfg.audio_out_sample_rate) {
@@ -234,9 +347,9 @@ fn validate(cfg: &PeerConfig) -> Result<()> {
     if !(1..=2).contains(&cfg.audio_in_channels) || !(1..=2).contains(&cfg.audio_out_channels) {
         return Err(Error::invalid("audio channels must be 1 or 2"));
     }
-    if !(1..=6).contains(&cfg.audio_out_10ms_chunks) {
+    if ![1, 2, 4, 6].contains(&cfg.audio_out_10ms_chunks) {
         return Err(Error::invalid(
-            "audio_out_10ms_chunks must be 1..=6 (10 to 60 ms Opus packets)",
+            "audio_out_10ms_chunks must be 1, 2, 4 or 6 (Opus packets of 10, 20, 40, 60 ms)",
         ));
     }
     if cfg.opus_complexity > 10 {

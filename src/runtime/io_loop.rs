@@ -75,14 +75,11 @@ pub(crate) enum Command {
         rtp_time: u64,
         data: Vec<u8>,
     },
-    RequestKeyframe {
-        id: u64,
-        receiver_index: usize,
-    },
     Shutdown,
 }
 
 /// The app side's way into one I/O thread.
+#[derive(Clone)]
 pub(crate) struct IoHandle {
     tx: Sender<Command>,
     waker: Arc<Waker>,
@@ -303,12 +300,6 @@ impl IoLoop {
                 Command::AudioOut { id, rtp_time, data } => {
                     let _ = self.with(id, |s| {
                         s.write_audio(rtp_time, now, &data);
-                        Ok(())
-                    });
-                }
-                Command::RequestKeyframe { id, receiver_index } => {
-                    let _ = self.with(id, |s| {
-                        s.request_keyframe(receiver_index, now);
                         Ok(())
                     });
                 }

@@ -1,8 +1,10 @@
 //! The runtime: I/O threads (mio + str0m sessions), the callback dispatcher and the codec
 //! worker pool, plus the process-wide default runtime created on first use.
 
+pub(crate) mod audio;
 mod dispatch;
 mod shared;
+mod workers;
 mod io_loop;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,10 +19,12 @@ use crate::config::RuntimeConfig;
 use crate::error::{Error, Result};
 use crate::limits;
 
+pub(crate) use audio::{AudioClock, AudioIn, AudioOut};
 pub(crate) use dispatch::Dispatcher;
+pub(crate) use workers::Workers;
 pub(crate) use shared::PeerShared;
 pub use shared::{PeerEvent, PeerHandler};
-pub(crate) use io_loop::{Command, IoHandle, NewPeer, MAX_SOCKETS_PER_PEER};
+pub(crate) use io_loop::{AudioSink, Command, IoHandle, NewPeer, MAX_SOCKETS_PER_PEER};
 
 /// A set of threads peers live on. Cheap to clone; the threads stop when the last clone
 /// and the last peer on it are gone.
@@ -33,6 +37,8 @@ pub(crate) struct RuntimeInner {
     pub io: Vec<IoHandle>,
     next_io: AtomicUsize,
     pub dispatcher: Dispatcher,
+    pub workers: Workers,
+    pub clock: AudioClock,
     pub crypto: Arc<CryptoProvider>,
     pub cert: DtlsCert,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -53,6 +59,10 @@ impl Runtime {
         let mut threads = Vec::new();
         let (dispatcher, t) = Dispatcher::start()?;
         threads.push(t);
+        let (workers, ts) = Workers::start(cfg.worker_threads)?;
+        threads.extend(ts);
+        let (clock, t) = AudioClock::start(workers.clone())?;
+        threads.push(t);
         let mut io = Vec::new();
         for i in 0..cfg.io_threads {
             let (handle, t) = io_loop::spawn(i, dispatcher.clone())?;
@@ -64,6 +74,8 @@ impl Runtime {
                 io,
                 next_io: AtomicUsize::new(0),
                 dispatcher,
+                workers,
+                clock,
                 crypto,
                 cert,
                 threads: Mutex::new(threads),
@@ -98,6 +110,8 @@ impl Drop for RuntimeInner {
             h.send_shutdown();
         }
         self.dispatcher.shutdown();
+        self.clock.shutdown();
+        self.workers.shutdown();
         let me = std::thread::current().id();
         for t in self.threads.lock().drain(..) {
             // The last clone may be dropped on one of our own threads (inside a callback).

@@ -11,6 +11,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use parking_lot::{Mutex, ReentrantMutex};
 use tracing::warn;
 
+use super::audio::{AudioIn, AudioOut};
 use crate::limits;
 use crate::session::PeerState;
 
@@ -54,6 +55,8 @@ pub(crate) struct PeerShared {
     pub events_dropped: AtomicU64,
     pub track_enabled: [AtomicBool; 3],
     pub closed: AtomicBool,
+    pub audio_in: Option<Arc<AudioIn>>,
+    pub audio_out: Option<Arc<AudioOut>>,
 }
 
 impl PeerShared {
@@ -61,6 +64,8 @@ impl PeerShared {
         id: u64,
         local_addrs: Vec<SocketAddr>,
         handler: Option<Arc<dyn PeerHandler>>,
+        audio_in: Option<Arc<AudioIn>>,
+        audio_out: Option<Arc<AudioOut>>,
     ) -> Self {
         let (events_tx, events_rx) = bounded(limits::MAX_EVENT_QUEUE);
         PeerShared {
@@ -78,6 +83,8 @@ impl PeerShared {
                 AtomicBool::new(true),
             ],
             closed: AtomicBool::new(false),
+            audio_in,
+            audio_out,
         }
     }
 
@@ -89,6 +96,13 @@ impl PeerShared {
         self.state.store(state_to_u8(s), Ordering::Release);
         if s == PeerState::Closed {
             self.closed.store(true, Ordering::Release);
+            // Readers and blocked writers return `Closed` from now on.
+            if let Some(a) = &self.audio_in {
+                a.ring.close();
+            }
+            if let Some(a) = &self.audio_out {
+                a.close();
+            }
         }
     }
 

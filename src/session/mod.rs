@@ -571,21 +571,15 @@ impl Session {
                 // Pipecat clients open one channel; the latest one is the one we write to.
                 self.channel = Some(cid);
             }
-            Event::ChannelClose(cid) => {
-                if self.channel == Some(cid) {
-                    self.channel = None;
-                }
-            }
+            Event::ChannelClose(cid) if self.channel == Some(cid) => self.channel = None,
             Event::ChannelData(d) => self.handle_channel_data(&d.data, d.binary, now),
-            Event::MediaData(m) => {
-                if Some(m.mid) == self.receiver_mids[0] {
-                    self.stats.audio_packets_in += 1;
-                    self.events.push_back(SessionEvent::Audio(AudioPacket {
-                        seq: **m.seq_range.end(),
-                        rtp_time: m.time.numer(),
-                        payload: m.data,
-                    }));
-                }
+            Event::MediaData(m) if Some(m.mid) == self.receiver_mids[0] => {
+                self.stats.audio_packets_in += 1;
+                self.events.push_back(SessionEvent::Audio(AudioPacket {
+                    seq: **m.seq_range.end(),
+                    rtp_time: m.time.numer(),
+                    payload: m.data,
+                }));
             }
             Event::Closed => self.life.close(),
             _ => {}

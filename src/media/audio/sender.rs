@@ -10,6 +10,7 @@ use super::resample::{opus_native_rate, Resampler};
 use crate::error::{Error, Result};
 
 /// Encoder effort: 5 keeps hundreds of voice sessions per core affordable at good quality.
+#[cfg(test)]
 const COMPLEXITY: u8 = 5;
 
 /// One encoded Opus packet, ready for RTP.
@@ -48,6 +49,8 @@ impl AudioSender {
         packet_10ms_units: u32,
         auto_silence: bool,
         bitrate: u32,
+        complexity: u8,
+        fec: bool,
     ) -> Result<Self> {
         if ![1, 2, 4, 6].contains(&packet_10ms_units) {
             return Err(Error::invalid(format!(
@@ -66,7 +69,7 @@ impl AudioSender {
         } else {
             Some(Resampler::new(app_rate, enc_rate, channels)?)
         };
-        let encoder = OpusEncoder::new(enc_rate, channels, bitrate, COMPLEXITY, true)?;
+        let encoder = OpusEncoder::new(enc_rate, channels, bitrate, complexity, fec)?;
         let frame_len = (enc_rate / 100 * packet_10ms_units) as usize * channels as usize;
         Ok(Self {
             pacer,
@@ -153,7 +156,7 @@ mod tests {
     /// Writes 2 s of a 1 kHz tone at `rate`, drains the sender on a virtual clock and decodes
     /// the result at 48 kHz.
     fn tone_through(rate: u32, channels: u16, units: u32) -> (Vec<EncodedPacket>, Vec<i16>) {
-        let mut tx = AudioSender::new(rate, channels, units, false, 48_000).unwrap();
+        let mut tx = AudioSender::new(rate, channels, units, false, 48_000, COMPLEXITY, true).unwrap();
         let mono = sine(rate, 1000.0, rate as usize * 2, 0);
         let pcm: Vec<i16> = mono
             .iter()
@@ -216,7 +219,7 @@ mod tests {
 
     #[test]
     fn auto_silence_packets_are_small_and_flagged() {
-        let mut tx = AudioSender::new(16000, 1, 2, true, 32_000).unwrap();
+        let mut tx = AudioSender::new(16000, 1, 2, true, 32_000, COMPLEXITY, true).unwrap();
         let t0 = Instant::now();
         for k in 0..10u32 {
             let p = tx
@@ -231,10 +234,10 @@ mod tests {
 
     #[test]
     fn bad_packet_sizes_rejected() {
-        assert!(AudioSender::new(48000, 1, 3, true, 32_000).is_err());
-        assert!(AudioSender::new(48000, 1, 5, true, 32_000).is_err());
-        assert!(AudioSender::new(22050, 1, 2, true, 32_000).is_err());
-        let mut tx = AudioSender::new(48000, 1, 2, true, 32_000).unwrap();
+        assert!(AudioSender::new(48000, 1, 3, true, 32_000, COMPLEXITY, true).is_err());
+        assert!(AudioSender::new(48000, 1, 5, true, 32_000, COMPLEXITY, true).is_err());
+        assert!(AudioSender::new(22050, 1, 2, true, 32_000, COMPLEXITY, true).is_err());
+        let mut tx = AudioSender::new(48000, 1, 2, true, 32_000, COMPLEXITY, true).unwrap();
         assert!(tx.write(&[0; 100]).is_err());
         let a = tx.write(&[0; 480]).unwrap();
         assert_eq!(tx.clear(), vec![a]);
