@@ -121,6 +121,52 @@ typedef struct SwrtcPeer SwrtcPeer;
 typedef struct SwrtcRuntime SwrtcRuntime;
 
 /**
+ * Audio counters of a peer.
+ */
+typedef struct SwrtcAudioStats {
+  /**
+   * Input frames dropped because the app did not read (oldest first).
+   */
+  uint64_t in_frames_dropped;
+  /**
+   * Mic packets dropped because the workers fell behind.
+   */
+  uint64_t in_packets_dropped;
+  /**
+   * Mic packets decoded.
+   */
+  uint64_t in_packets_decoded;
+  /**
+   * Mic packets declared lost.
+   */
+  uint64_t in_packets_lost;
+  /**
+   * Mic packets late or duplicated.
+   */
+  uint64_t in_packets_late;
+  /**
+   * Frames concealed (PLC).
+   */
+  uint64_t in_frames_concealed;
+  /**
+   * Frames recovered from in-band FEC.
+   */
+  uint64_t in_frames_fec;
+  /**
+   * Output packets sent.
+   */
+  uint64_t out_packets_sent;
+  /**
+   * Output packets dropped (network thread's queue full).
+   */
+  uint64_t out_packets_dropped;
+  /**
+   * Output audio queued, ms.
+   */
+  uint64_t out_queued_ms;
+} SwrtcAudioStats;
+
+/**
  * Settings of a peer. Always fill with `swrtc_peer_config_default` first, then change
  * fields, so that fields added later get their defaults.
  */
@@ -371,6 +417,70 @@ const char *swrtc_version(void);
  * `s` is NULL or a string returned by this library and not yet freed.
  */
 void swrtc_string_free(char *s);
+
+/**
+ * Reads the next 20 ms frame of the client's microphone: interleaved s16 at the config's
+ * `audio_in_sample_rate` and `audio_in_channels`. `buf` must hold `capacity` samples, at
+ * least one frame (rate / 50 × channels); `*out_samples` receives the samples written and
+ * `*out_pts` (may be NULL) the frame's position in samples since the stream started.
+ * Waits up to `timeout_ms` (0: do not wait). A muted or absent mic is not an error: reads
+ * time out. Memory never grows when the app stops reading (1 s is kept, oldest dropped).
+ *
+ * Errors: `SWRTC_ERR_TIMEOUT`, `SWRTC_ERR_WOULD_BLOCK` (timeout 0), `SWRTC_ERR_CLOSED`,
+ * `SWRTC_ERR_BUFFER_TOO_SMALL` (`*out_samples` = the size needed; the frame stays),
+ * `SWRTC_ERR_INVALID_ARGUMENT` (NULL, audio in disabled). Any thread; one reader at a time
+ * per peer gets the frames in order. Do not block in it from a callback.
+ *
+ * # Safety
+ * `peer` live; `buf` writable for `capacity` samples; `out_samples` writable.
+ */
+enum SwrtcResult swrtc_peer_read_audio(const struct SwrtcPeer *peer,
+                                       int16_t *buf,
+                                       size_t capacity,
+                                       size_t *out_samples,
+                                       uint64_t *out_pts,
+                                       uint32_t timeout_ms);
+
+/**
+ * Queues `samples` interleaved s16 samples at the config's `audio_out_sample_rate` and
+ * `audio_out_channels`: any whole number of 10 ms (rate / 100 × channels samples), up to
+ * 10 s queued. They are sent in real time as Opus packets. With `timeout_ms` > 0, waits
+ * until the last sample has been sent (back-pressure); on timeout the audio stays queued.
+ * With 0, returns at once. A write dropped by `swrtc_peer_clear_audio` returns `SWRTC_OK`.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL, not a whole number of 10 ms, audio out
+ * disabled), `SWRTC_ERR_WOULD_BLOCK` (over 10 s queued), `SWRTC_ERR_TIMEOUT`,
+ * `SWRTC_ERR_CLOSED`. Any thread; do not block in it from a callback.
+ *
+ * # Safety
+ * `peer` live; `pcm` readable for `samples` samples.
+ */
+enum SwrtcResult swrtc_peer_write_audio(const struct SwrtcPeer *peer,
+                                        const int16_t *pcm,
+                                        size_t samples,
+                                        uint32_t timeout_ms);
+
+/**
+ * Drops all queued output audio within one packet time (barge-in); blocked writers
+ * return. Any thread, callbacks too.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL, audio out disabled).
+ *
+ * # Safety
+ * `peer` is a live handle or NULL.
+ */
+enum SwrtcResult swrtc_peer_clear_audio(const struct SwrtcPeer *peer);
+
+/**
+ * The peer's audio counters. Any thread, callbacks too.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `peer` live; `out` writable.
+ */
+enum SwrtcResult swrtc_peer_get_audio_stats(const struct SwrtcPeer *peer,
+                                            struct SwrtcAudioStats *out);
 
 /**
  * Fills `cfg` with the defaults (a voice bot: 16 kHz mono in, 24 kHz mono out, Opus 20 ms).

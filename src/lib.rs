@@ -13,11 +13,14 @@ pub mod io;
 pub mod limits;
 pub mod media;
 pub mod messages;
+pub mod rtvi;
 pub mod runtime;
 pub mod session;
+#[cfg(feature = "signalling")]
+pub mod signalling;
 
 pub use config::{PeerConfig, RuntimeConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use api::Peer;
-pub use runtime::{PeerEvent, PeerHandler, Runtime};
+pub use runtime::{AudioStats, PeerEvent, PeerHandler, Runtime};
 pub use session::PeerState;

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::io;
 use crate::limits;
 use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
-use crate::runtime::{AudioIn, AudioOut, PeerEvent, PeerHandler};
+use crate::runtime::{AudioIn, AudioOut, AudioStats, PeerEvent, PeerHandler};
 use crate::media::audio::{AudioFrame, PopError};
 use crate::session::{PeerState, Session, SessionConfig, SessionStats};
 
@@ -294,6 +294,18 @@ impl Peer {
     /// Output audio queued and not yet sent.
     pub fn audio_queued(&self) -> Result<Duration> {
         Ok(self.audio_out()?.queued())
+    }
+
+    /// Counters of the audio path (drops, losses, concealment, queue).
+    pub fn audio_stats(&self) -> AudioStats {
+        let mut s = AudioStats::default();
+        if let Some(p) = &self.shared.audio_in {
+            p.fill_stats(&mut s);
+        }
+        if let Some(p) = &self.shared.audio_out {
+            p.fill_stats(&mut s);
+        }
+        s
     }
 
     fn audio_out(&self) -> Result<&Arc<AudioOut>> {

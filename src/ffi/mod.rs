@@ -4,6 +4,7 @@
 
 #![allow(non_camel_case_types)]
 
+mod audio;
 mod peer;
 mod runtime;
 
@@ -13,6 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{Error, ErrorKind};
 
+pub use audio::*;
 pub use peer::*;
 pub use runtime::*;
 

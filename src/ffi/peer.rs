@@ -304,7 +304,7 @@ unsafe fn from_c_config(c: &SwrtcPeerConfig) -> Result<PeerConfig, Error> {
 ///
 /// # Safety
 /// `p` is NULL or a live handle from `swrtc_peer_new`.
-unsafe fn peer_ref<'a>(p: *const SwrtcPeer) -> Result<&'a Peer, Error> {
+pub(super) unsafe fn peer_ref<'a>(p: *const SwrtcPeer) -> Result<&'a Peer, Error> {
     // SAFETY: the caller guarantees a live handle or NULL.
     unsafe { p.as_ref() }
         .map(|p| &p.peer)
@@ -655,4 +655,3 @@ pub unsafe extern "C" fn swrtc_peer_get_stats(
         Ok(())
     })
 }
-

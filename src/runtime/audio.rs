@@ -20,6 +20,31 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::media::audio::{AudioReceiver, AudioSender, FrameRing};
 use crate::session::AudioPacket;
 
+/// Audio counters of one peer. Every drop anywhere in the audio path is counted here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AudioStats {
+    /// Input frames dropped because the app did not read (oldest first).
+    pub in_frames_dropped: u64,
+    /// Mic packets dropped because the workers fell behind.
+    pub in_packets_dropped: u64,
+    /// Mic packets decoded.
+    pub in_packets_decoded: u64,
+    /// Mic packets declared lost.
+    pub in_packets_lost: u64,
+    /// Mic packets that came too late or twice.
+    pub in_packets_late: u64,
+    /// Frames concealed (PLC).
+    pub in_frames_concealed: u64,
+    /// Frames recovered from in-band FEC.
+    pub in_frames_fec: u64,
+    /// Output packets handed to the network.
+    pub out_packets_sent: u64,
+    /// Output packets dropped because the I/O thread's queue was full.
+    pub out_packets_dropped: u64,
+    /// Output audio queued and not yet sent, in ms.
+    pub out_queued_ms: u64,
+}
+
 /// Mic packets waiting for a worker per peer (1.3 s of 20 ms packets); oldest kept.
 const INBOX: usize = 64;
 
@@ -48,6 +73,18 @@ impl AudioIn {
             ring: FrameRing::new(frames),
             packets_dropped: AtomicU64::new(0),
         }))
+    }
+
+    /// Adds this pipe's counters to `s`.
+    pub fn fill_stats(&self, s: &mut AudioStats) {
+        let r = self.receiver.lock().stats();
+        s.in_frames_dropped = self.ring.dropped();
+        s.in_packets_dropped = self.packets_dropped.load(Ordering::Relaxed);
+        s.in_packets_decoded = r.decoded;
+        s.in_packets_lost = r.lost;
+        s.in_packets_late = r.late;
+        s.in_frames_concealed = r.concealed;
+        s.in_frames_fec = r.fec_recovered;
     }
 
     /// Called on the I/O thread for each mic packet: queue it and wake a worker.
@@ -84,7 +121,7 @@ pub(crate) struct AudioOut {
     peer_id: u64,
     io: IoHandle,
     sender: Mutex<AudioSender>,
-    /// Highest write id whose audio has been consumed (or cleared).
+    /// One past the highest write id whose audio has been consumed (or cleared).
     done: Mutex<u64>,
     done_cv: Condvar,
     scheduled: AtomicBool,
@@ -133,11 +170,11 @@ impl AudioOut {
         };
         let deadline = Instant::now() + wait;
         let mut done = self.done.lock();
-        while *done < id {
+        while *done <= id {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::closed());
             }
-            if self.done_cv.wait_until(&mut done, deadline).timed_out() && *done < id {
+            if self.done_cv.wait_until(&mut done, deadline).timed_out() && *done <= id {
                 return Err(Error::new(
                     ErrorKind::Timeout,
                     "the written audio was not consumed within the timeout (it stays queued)",
@@ -158,6 +195,13 @@ impl AudioOut {
         self.sender.lock().queued()
     }
 
+    /// Adds this pipe's counters to `s`.
+    pub fn fill_stats(&self, s: &mut AudioStats) {
+        s.out_packets_sent = self.packets_sent.load(Ordering::Relaxed);
+        s.out_packets_dropped = self.packets_dropped.load(Ordering::Relaxed);
+        s.out_queued_ms = self.queued().as_millis() as u64;
+    }
+
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.sender.lock().clear();
@@ -168,8 +212,8 @@ impl AudioOut {
     fn mark_done(&self, id: Option<u64>) {
         if let Some(id) = id {
             let mut d = self.done.lock();
-            if id > *d {
-                *d = id;
+            if id + 1 > *d {
+                *d = id + 1;
             }
             self.done_cv.notify_all();
         }

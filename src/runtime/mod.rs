@@ -19,6 +19,7 @@ use crate::config::RuntimeConfig;
 use crate::error::{Error, Result};
 use crate::limits;
 
+pub use audio::AudioStats;
 pub(crate) use audio::{AudioClock, AudioIn, AudioOut};
 pub(crate) use dispatch::Dispatcher;
 pub(crate) use workers::Workers;

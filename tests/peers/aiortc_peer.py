@@ -19,7 +19,9 @@ Commands (unknown fields are ignored):
       client with mic/camera off). track_status: true sends the default
       trackStatus message after the channel opens, false sends nothing, an
       object is sent as the "message" of a signalling envelope.
-      tone_hz 0 sends digital silence.
+      tone_hz 0 sends digital silence. video_line false leaves out the video
+      transceiver (an audio-only offer, like an ESP32's); channel_id N opens the
+      data channel on SCTP stream N (in-band, as libpeer opens stream 0).
   {"cmd":"answer","sdp":...}   -> {"event":"answered"}
   {"cmd":"renegotiate"}        -> {"event":"offer","sdp":...,"pc":G} (same pc)
   {"cmd":"send","text":...}    -> {"event":"sent"} (error event if not open)
@@ -300,12 +302,13 @@ class Peer:
             self.tone = ToneTrack(cmd.get("tone_hz", 1000), cmd.get("tone_dbfs", -20))
             audio_track = self.tone
         pc.addTransceiver(audio_track or "audio", direction="sendrecv")
-        pc.addTransceiver(ColourBarsTrack() if cmd.get("video", True) else "video",
-                          direction="sendrecv")
+        if cmd.get("video_line", True):
+            pc.addTransceiver(ColourBarsTrack() if cmd.get("video", True) else "video",
+                              direction="sendrecv")
         if cmd.get("screen", False):
             pc.addTransceiver(ColourBarsTrack(), direction="sendonly")
 
-        channel = pc.createDataChannel(cmd.get("label", "chat"))
+        channel = pc.createDataChannel(cmd.get("label", "chat"), id=cmd.get("channel_id"))
         self.channel = channel
         self._hook_channel(channel, gen, ours=True)
 

@@ -1,0 +1,141 @@
+//! Connection benchmarks (not tests): over loopback with aiortc as the client, the median
+//! of 20 offer → answer returned and offer → data channel open; then the CPU that one
+//! runtime spends holding 100 connected idle peers (str0m clients that only ping).
+//!
+//!     cargo bench --bench connect
+
+// The test peers live with the tests; the bench reuses them rather than copying them.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::aiortc::AiortcPeer;
+use common::str0m_client::{ClientEvent, ClientOptions, TestClient};
+use serde_json::json;
+use smallwebrtc::{Peer, PeerConfig, PeerState};
+
+fn cfg() -> PeerConfig {
+    PeerConfig {
+        bind_ip: Some("127.0.0.1".parse().unwrap()),
+        ..PeerConfig::default()
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn p95(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[(v.len() * 95 / 100).min(v.len() - 1)]
+}
+
+/// CPU seconds (user + system) used so far by this process's threads whose name starts
+/// with `prefix`.
+fn thread_cpu(prefix: &str) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    for t in dir.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+        let Some(rest) = stat.rsplit(')').next() else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 13 {
+            let ut: f64 = f[11].parse().unwrap_or(0.0);
+            let st: f64 = f[12].parse().unwrap_or(0.0);
+            total += (ut + st) / tick;
+        }
+    }
+    total
+}
+
+fn connect_times() {
+    let mut client = AiortcPeer::spawn();
+    let (mut answer_ms, mut open_ms) = (Vec::new(), Vec::new());
+    // One warm-up connection: runtime start, certificate, page faults.
+    for round in 0..21 {
+        let peer = Peer::new(cfg(), None).unwrap();
+        let offer = client.offer(json!({"audio": true, "video": true}));
+        let t0 = Instant::now();
+        let answer = peer.handle_offer(&offer).unwrap();
+        let t_answer = t0.elapsed();
+        client.answer(&answer);
+        client.wait_channel_open(Duration::from_secs(15));
+        let t_open = t0.elapsed();
+        if round > 0 {
+            answer_ms.push(t_answer.as_secs_f64() * 1e3);
+            open_ms.push(t_open.as_secs_f64() * 1e3);
+        }
+        drop(peer);
+    }
+    println!(
+        "aiortc, median of 20: offer -> answer {:.3} ms (p95 {:.3}); offer -> data channel open {:.1} ms (p95 {:.1})",
+        median(&mut answer_ms),
+        p95(&mut answer_ms),
+        median(&mut open_ms),
+        p95(&mut open_ms)
+    );
+}
+
+fn idle_cpu(n: usize, audio_out: bool) {
+    let rt = smallwebrtc::Runtime::new(smallwebrtc::RuntimeConfig::default()).unwrap();
+    let mut pairs = Vec::new();
+    for _ in 0..n {
+        let mut client = TestClient::new(ClientOptions::default());
+        let peer = Peer::with_runtime(
+            &rt,
+            PeerConfig {
+                audio_out_enabled: audio_out,
+                ..cfg()
+            },
+            None,
+        )
+        .unwrap();
+        let offer = client.offer();
+        client
+            .accept_answer(&peer.handle_offer(&offer).unwrap())
+            .unwrap();
+        pairs.push((client, peer));
+    }
+    for (client, peer) in &pairs {
+        assert!(client
+            .wait_for(Duration::from_secs(30), |e| matches!(e, ClientEvent::ChannelOpen(_)))
+            .is_some());
+        peer.connect().unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(pairs.iter().all(|(_, p)| p.state() == PeerState::Connected));
+    let window = Duration::from_secs(10);
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        let c0 = thread_cpu("swrtc-");
+        let t0 = Instant::now();
+        std::thread::sleep(window);
+        let cpu = thread_cpu("swrtc-") - c0;
+        samples.push(cpu / t0.elapsed().as_secs_f64() * 100.0);
+    }
+    println!(
+        "{n} connected idle peers ({}): runtime threads use {:.2} % of one core (median of 3 × 10 s: {:?})",
+        if audio_out { "auto-silence Opus out on, 50 packets/s each" } else { "audio out off: transport and pings only" },
+        median(&mut samples),
+        samples.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>()
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // cargo bench discovery
+    }
+    connect_times();
+    idle_cpu(100, false);
+    idle_cpu(100, true);
+}

@@ -1,0 +1,70 @@
+//! Echo bot: starts the signalling server and echoes every caller: their audio comes back
+//! on the same peer, each app message `m` is answered with `{"echo": m}`, and RTVI
+//! `client-ready` with `bot-ready` (so Pipecat's JS client's `connect()` resolves).
+//!
+//!     cargo run --example echo                      # http://127.0.0.1:7860/
+//!     cargo run --example echo -- --addr 0.0.0.0:7860 --esp32 --esp32-host 192.168.1.20
+//!
+//! Options: `--addr IP:PORT` (port 0: any), `--single` (one connection at a time),
+//! `--esp32` (compact answers for pipecat-esp32), `--esp32-host IP` (only that address's
+//! candidates in ESP32 answers), `--no-rtvi`. `RUST_LOG=info` shows each peer's states.
+
+use std::net::SocketAddr;
+
+use smallwebrtc::signalling::{echo, ConnectionMode, Server, ServerConfig};
+
+fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let mut cfg = ServerConfig {
+        peer: echo::echo_peer_config(),
+        ..ServerConfig::default()
+    };
+    let mut rtvi = true;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| {
+            args.next().unwrap_or_else(|| {
+                eprintln!("{name} needs a value");
+                std::process::exit(2)
+            })
+        };
+        match a.as_str() {
+            "--addr" => cfg.addr = parse(&value("--addr"), "--addr"),
+            "--esp32" => cfg.esp32 = true,
+            "--esp32-host" => cfg.esp32_host = Some(parse(&value("--esp32-host"), "--esp32-host")),
+            "--single" => cfg.mode = ConnectionMode::Single,
+            "--no-rtvi" => rtvi = false,
+            "-h" | "--help" => {
+                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi]");
+                return;
+            }
+            other => {
+                eprintln!("unknown option {other} (try --help)");
+                std::process::exit(2);
+            }
+        }
+    }
+    let server = match Server::start(cfg, Some(echo::on_peer(rtvi))) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot start the server: {e}");
+            std::process::exit(1);
+        }
+    };
+    let addr: SocketAddr = server.local_addr();
+    println!("echo bot listening on {addr}");
+    println!("open {} (offers: POST {}api/offer)", server.url(), server.url());
+    loop {
+        std::thread::park();
+    }
+}
+
+fn parse<T: std::str::FromStr>(s: &str, what: &str) -> T {
+    s.parse().unwrap_or_else(|_| {
+        eprintln!("{what}: cannot parse {s:?}");
+        std::process::exit(2)
+    })
+}

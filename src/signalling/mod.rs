@@ -1,0 +1,234 @@
+//! The embeddable HTTP signalling server, a drop-in for Pipecat's SmallWebRTC endpoints:
+//! `POST`/`PATCH /api/offer`, `POST /sessions/{id}/api/offer`, `POST /start`, a built-in
+//! test page at `/`. Routes are plain functions over a request and the [`Registry`]
+//! ([`routes::handle`]); tiny_http is a thin adapter on a small fixed pool of threads.
+//! Must not reach into peers' internals: it drives them through the public [`Peer`] API.
+//!
+//! ```no_run
+//! use smallwebrtc::signalling::{Server, ServerConfig};
+//! let server = Server::start(ServerConfig::default(), None)?;
+//! println!("open {}", server.url());
+//! while let Some(new) = server.accept(None) {
+//!     new.peer.connect()?; // the app owns `new.peer` (an Arc<Peer>) from here on
+//! }
+//! # Ok::<(), smallwebrtc::Error>(())
+//! ```
+
+pub mod echo;
+pub mod esp32;
+pub mod http;
+pub mod registry;
+pub mod routes;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::api::Peer;
+use crate::config::PeerConfig;
+use crate::error::Result;
+use crate::runtime::{PeerHandler, Runtime};
+
+pub use http::{Request, Response};
+pub use registry::{Answer, OfferRequest, Registry, RouteError};
+
+/// Pipecat's default port for its development runner.
+pub const DEFAULT_PORT: u16 = 7860;
+
+/// Request bodies over this are refused with 413 (offers are a few kB; a full browser
+/// offer with every codec stays under 16 kB).
+pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
+
+/// A new peer for the app: it owns `peer` from here on (dropping the last `Arc` closes it);
+/// the server keeps only a weak reference to renegotiate it.
+pub struct NewPeer {
+    /// The peer, already answered; call `connect` when the app is ready.
+    pub peer: Arc<Peer>,
+    /// Its pc_id, `"<name>-<32 hex>"`.
+    pub pc_id: String,
+    /// The client's `request_data` (or `requestData`, or its `/start` body); `Null` if none.
+    pub request_data: Value,
+}
+
+impl fmt::Debug for NewPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewPeer")
+            .field("pc_id", &self.pc_id)
+            .field("request_data", &self.request_data)
+            .finish()
+    }
+}
+
+/// Called with each new peer, on the HTTP thread that answers its offer, before the answer
+/// is sent: keep it short (hand the peer to another thread).
+pub type OnPeer = Arc<dyn Fn(NewPeer) + Send + Sync>;
+
+/// Chooses the event handler of a peer about to be created, from its pc_id and
+/// request_data. `None`: the peer's events wait for `poll_event`.
+pub type PeerHandlerFactory =
+    Arc<dyn Fn(&str, &Value) -> Option<Arc<dyn PeerHandler>> + Send + Sync>;
+
+/// How many clients may be connected at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionMode {
+    /// Any number (the default).
+    #[default]
+    Multiple,
+    /// One: while a peer is live, an offer without its pc_id gets 400.
+    Single,
+}
+
+/// A STUN or TURN server for clients, returned by `/start`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:` or `turn:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    pub username: Option<String>,
+    /// TURN credential.
+    pub credential: Option<String>,
+}
+
+/// Settings of a signalling server. Start from [`ServerConfig::default`].
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:7860`. On a loopback address, peers bind
+    /// (and answer with) that address unless `peer.bind_ip` says otherwise.
+    pub addr: SocketAddr,
+    /// Settings of every peer the server creates.
+    pub peer: PeerConfig,
+    /// Runtime for the peers; `None`: the process-wide one.
+    pub runtime: Option<Runtime>,
+    /// Single or multiple connections.
+    pub mode: ConnectionMode,
+    /// ESP32 mode: every answer compacted for pipecat-esp32 firmware (≤ 4096 bytes, one
+    /// sha-256 fingerprint, CRLF). Offers with the ESP32's `SAVP` profile get compacted
+    /// answers even without it.
+    pub esp32: bool,
+    /// In ESP32 answers, keep only the candidates on this address (when it has any).
+    pub esp32_host: Option<IpAddr>,
+    /// ICE servers handed to clients by `/start`.
+    pub ice_servers: Vec<IceServer>,
+    /// Largest request body; larger ones get 413.
+    pub max_body: usize,
+    /// HTTP worker threads. Default 4.
+    pub http_threads: usize,
+    /// The `<name>` of pc_ids.
+    pub pc_id_name: String,
+    /// Serve the built-in test page at `/`.
+    pub serve_page: bool,
+    /// Event handlers for new peers; `None`: peers' events wait for `poll_event`.
+    pub peer_handler: Option<PeerHandlerFactory>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+            peer: PeerConfig::default(),
+            runtime: None,
+            mode: ConnectionMode::Multiple,
+            esp32: false,
+            esp32_host: None,
+            ice_servers: Vec::new(),
+            max_body: DEFAULT_MAX_BODY,
+            http_threads: 4,
+            pc_id_name: "SmallWebRTCConnection".into(),
+            serve_page: true,
+            peer_handler: None,
+        }
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("addr", &self.addr)
+            .field("peer", &self.peer)
+            .field("mode", &self.mode)
+            .field("esp32", &self.esp32)
+            .field("esp32_host", &self.esp32_host)
+            .field("ice_servers", &self.ice_servers)
+            .field("max_body", &self.max_body)
+            .field("http_threads", &self.http_threads)
+            .field("pc_id_name", &self.pc_id_name)
+            .field("serve_page", &self.serve_page)
+            .field("peer_handler", &self.peer_handler.is_some())
+            .finish()
+    }
+}
+
+/// A running signalling server. Dropping it (or [`Server::stop`]) stops listening; peers
+/// the app holds live on, peers not yet accepted close.
+pub struct Server {
+    registry: Arc<Registry>,
+    http: http::HttpListener,
+}
+
+impl Server {
+    /// Starts listening on `cfg.addr` (port 0: any). New peers go to `on_peer`, or without
+    /// it wait for [`Server::accept`]. Errors: `Io` (address in use), `InvalidArgument`.
+    pub fn start(cfg: ServerConfig, on_peer: Option<OnPeer>) -> Result<Server> {
+        if cfg.http_threads == 0 || cfg.http_threads > 256 {
+            return Err(crate::Error::invalid("http_threads must be 1..=256"));
+        }
+        if cfg.pc_id_name.is_empty() || !cfg.pc_id_name.is_ascii() {
+            return Err(crate::Error::invalid("pc_id_name must be non-empty ASCII"));
+        }
+        let (addr, threads, max_body) = (cfg.addr, cfg.http_threads, cfg.max_body);
+        let registry = Arc::new(Registry::new(cfg, on_peer)?);
+        let reg = registry.clone();
+        let http = http::HttpListener::start(
+            addr,
+            threads,
+            max_body,
+            Arc::new(move |req| routes::handle(req, &reg)),
+        )?;
+        Ok(Server { registry, http })
+    }
+
+    /// The address it listens on (with the actual port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    /// The URL of the built-in page, e.g. `http://127.0.0.1:7860/`.
+    pub fn url(&self) -> String {
+        let a = self.local_addr();
+        let host = if a.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            a.ip()
+        };
+        format!("http://{}/", SocketAddr::new(host, a.port()))
+    }
+
+    /// The next new peer (without an `on_peer` callback). `None` timeout: do not wait.
+    pub fn accept(&self, timeout: Option<Duration>) -> Option<NewPeer> {
+        self.registry.accept(timeout)
+    }
+
+    /// The registry (for inspection: live pc_ids, peers by pc_id).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Stops listening and waits for the HTTP threads (requests in progress finish).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.http.stop();
+        self.registry.drain_pending();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

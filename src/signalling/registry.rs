@@ -1,0 +1,351 @@
+//! The pc_id registry: which peer a pc_id names, renegotiation and restart, single and
+//! multiple connection modes, `/start` sessions, and handing new peers to the app. Peers are
+//! held weakly: the app owns them, and an entry goes away once its peer is closed or
+//! dropped. Knows nothing of HTTP.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tracing::{debug, info};
+
+use crate::api::Peer;
+use crate::error::{Error, ErrorKind};
+use crate::runtime::Runtime;
+use crate::session::{sdp, PeerState};
+
+use super::{esp32, ConnectionMode, NewPeer, OnPeer, ServerConfig};
+
+/// New peers waiting for [`Registry::accept`]; past this, offers get 503 (the app is not
+/// accepting peers, and each one waiting holds sockets).
+pub const MAX_PENDING_PEERS: usize = 64;
+
+/// `/start` sessions kept; the oldest is forgotten past this.
+pub const MAX_SESSIONS: usize = 1024;
+
+/// A `/start` session is forgotten this long after it was created (clients post their
+/// offer right after `/start`; restarts of a long call reuse it within this time).
+pub const SESSION_TTL: Duration = Duration::from_secs(6 * 3600);
+
+/// A parsed `POST /api/offer` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfferRequest {
+    /// The SDP offer.
+    pub sdp: String,
+    /// The client's pc_id from an earlier answer, if any.
+    pub pc_id: Option<String>,
+    /// Close the old peer and start a new one.
+    pub restart_pc: bool,
+    /// The app's data for this connection (`request_data`, or the `/start` body).
+    pub request_data: Value,
+}
+
+/// The answer to an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The SDP answer.
+    pub sdp: String,
+    /// The pc_id the client uses from now on.
+    pub pc_id: String,
+}
+
+/// Why a request failed: an HTTP status and a message for the `{"error": …}` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteError {
+    /// HTTP status.
+    pub status: u16,
+    /// For people.
+    pub message: String,
+}
+
+impl RouteError {
+    /// A failure with `status`.
+    pub fn new(status: u16, message: impl Into<String>) -> RouteError {
+        RouteError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for RouteError {
+    fn from(e: Error) -> Self {
+        let status = match e.kind() {
+            ErrorKind::InvalidArgument | ErrorKind::InvalidSdp | ErrorKind::InvalidCandidate => 400,
+            ErrorKind::Closed => 404,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::Timeout | ErrorKind::WouldBlock => 503,
+            _ => 500,
+        };
+        RouteError::new(status, e.message())
+    }
+}
+
+struct StartSession {
+    data: Value,
+    created: Instant,
+}
+
+/// The server's state: peers by pc_id, sessions by id, the queue of peers for `accept`.
+/// All methods take `&self` and may be called from any thread.
+pub struct Registry {
+    cfg: ServerConfig,
+    runtime: Runtime,
+    peers: Mutex<HashMap<String, Weak<Peer>>>,
+    sessions: Mutex<HashMap<String, StartSession>>,
+    /// Serialises offers in single mode so two clients cannot both become "the" connection.
+    single: Mutex<()>,
+    on_peer: Option<OnPeer>,
+    pending_tx: Sender<NewPeer>,
+    pending_rx: Receiver<NewPeer>,
+}
+
+impl Registry {
+    /// A registry for `cfg`. New peers go to `on_peer` (called on the HTTP thread that
+    /// answered the offer, before the answer is sent), or without one, wait for
+    /// [`Registry::accept`].
+    pub fn new(mut cfg: ServerConfig, on_peer: Option<OnPeer>) -> crate::Result<Registry> {
+        let runtime = match &cfg.runtime {
+            Some(rt) => rt.clone(),
+            None => Runtime::global()?,
+        };
+        // A server on loopback serves local clients: its peers answer with 127.0.0.1.
+        if cfg.peer.bind_ip.is_none() && cfg.addr.ip().is_loopback() {
+            cfg.peer.bind_ip = Some(cfg.addr.ip());
+        }
+        let (pending_tx, pending_rx) = bounded(MAX_PENDING_PEERS);
+        Ok(Registry {
+            cfg,
+            runtime,
+            peers: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            single: Mutex::new(()),
+            on_peer,
+            pending_tx,
+            pending_rx,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    /// Answers an offer: renegotiates the peer named by `pc_id`, restarts it
+    /// (`restart_pc`), or creates a new peer and hands it to the app.
+    pub fn offer(&self, req: OfferRequest) -> Result<Answer, RouteError> {
+        // Reject garbage before binding sockets for it.
+        sdp::parse_offer(&req.sdp).map_err(RouteError::from)?;
+        let compact = self.cfg.esp32 || esp32::is_esp32_offer(&req.sdp);
+        let _single = (self.cfg.mode == ConnectionMode::Single).then(|| self.single.lock());
+        self.sweep();
+
+        let known = req
+            .pc_id
+            .as_deref()
+            .and_then(|id| self.live_peer(id).map(|p| (id, p)));
+        if let Some((id, peer)) = known {
+            if !req.restart_pc {
+                let answer = peer.handle_offer(&req.sdp)?;
+                debug!("renegotiated {id}");
+                return Ok(Answer {
+                    sdp: self.finish(answer, &req.sdp, compact)?,
+                    pc_id: id.to_owned(),
+                });
+            }
+            self.peers.lock().remove(id);
+            info!("restart_pc: closing {id}");
+            // The app holding the peer sees it close.
+            let _ = peer.close();
+        }
+
+        if self.cfg.mode == ConnectionMode::Single && self.live_count() > 0 {
+            return Err(RouteError::new(
+                400,
+                match &req.pc_id {
+                    Some(id) => format!(
+                        "pc_id mismatch: {id} is not the active connection (single-connection mode)"
+                    ),
+                    None => "a connection is already active (single-connection mode)".into(),
+                },
+            ));
+        }
+
+        let pc_id = new_pc_id(&self.cfg.pc_id_name)?;
+        let handler = self
+            .cfg
+            .peer_handler
+            .as_ref()
+            .and_then(|make| make(&pc_id, &req.request_data));
+        let peer = Arc::new(Peer::with_runtime(
+            &self.runtime,
+            self.cfg.peer.clone(),
+            handler,
+        )?);
+        // On failure the peer is dropped here, which closes it.
+        let answer = self.finish(peer.handle_offer(&req.sdp)?, &req.sdp, compact)?;
+        self.peers
+            .lock()
+            .insert(pc_id.clone(), Arc::downgrade(&peer));
+        let new = NewPeer {
+            peer,
+            pc_id: pc_id.clone(),
+            request_data: req.request_data,
+        };
+        if let Some(on_peer) = &self.on_peer {
+            on_peer(new);
+        } else if let Err(e) = self.pending_tx.try_send(new) {
+            self.peers.lock().remove(&pc_id);
+            let reason = match e {
+                TrySendError::Full(_) => "the app is not accepting new peers",
+                TrySendError::Disconnected(_) => "the server is stopping",
+            };
+            return Err(RouteError::new(503, reason));
+        }
+        info!("new peer {pc_id}");
+        Ok(Answer { sdp: answer, pc_id })
+    }
+
+    /// Adds trickled candidates (`""` ends them) to the peer named `pc_id`. Candidates the
+    /// peer cannot parse (such as mDNS `.local` ones) are skipped, as browsers expect.
+    pub fn add_candidates(&self, pc_id: &str, candidates: &[String]) -> Result<(), RouteError> {
+        let peer = self
+            .live_peer(pc_id)
+            .ok_or_else(|| RouteError::new(404, format!("unknown pc_id {pc_id}")))?;
+        for c in candidates {
+            match peer.add_ice_candidate(c) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::InvalidCandidate => {
+                    debug!("{pc_id}: candidate skipped: {e}");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a `/start` session whose offers get `request_data`; returns its id.
+    pub fn start_session(&self, request_data: Value) -> Result<String, RouteError> {
+        let id = uuid_like()?;
+        let now = Instant::now();
+        let mut s = self.sessions.lock();
+        s.retain(|_, v| now.duration_since(v.created) < SESSION_TTL);
+        if s.len() >= MAX_SESSIONS {
+            if let Some(oldest) = s.iter().min_by_key(|(_, v)| v.created).map(|(k, _)| k.clone()) {
+                s.remove(&oldest);
+            }
+        }
+        s.insert(
+            id.clone(),
+            StartSession {
+                data: request_data,
+                created: now,
+            },
+        );
+        Ok(id)
+    }
+
+    /// The request_data of a live `/start` session.
+    pub fn session_data(&self, id: &str) -> Option<Value> {
+        let s = self.sessions.lock();
+        s.get(id)
+            .filter(|v| v.created.elapsed() < SESSION_TTL)
+            .map(|v| v.data.clone())
+    }
+
+    /// The next new peer, for apps without an `on_peer` callback. `None` timeout: do not
+    /// wait. Peers that closed while waiting are skipped.
+    pub fn accept(&self, timeout: Option<Duration>) -> Option<NewPeer> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let next = match deadline {
+                None => self.pending_rx.try_recv().ok(),
+                Some(d) => self.pending_rx.recv_deadline(d).ok(),
+            }?;
+            if next.peer.state() != PeerState::Closed {
+                return Some(next);
+            }
+        }
+    }
+
+    /// The live (not closed, not dropped) peer named `pc_id`.
+    pub fn peer(&self, pc_id: &str) -> Option<Arc<Peer>> {
+        self.live_peer(pc_id)
+    }
+
+    /// The pc_ids of live peers.
+    pub fn pc_ids(&self) -> Vec<String> {
+        self.sweep();
+        self.peers.lock().keys().cloned().collect()
+    }
+
+    /// Drops peers waiting for `accept` (they close).
+    pub(crate) fn drain_pending(&self) {
+        while self.pending_rx.try_recv().is_ok() {}
+    }
+
+    fn live_peer(&self, pc_id: &str) -> Option<Arc<Peer>> {
+        let weak = self.peers.lock().get(pc_id).cloned()?;
+        weak.upgrade().filter(|p| p.state() != PeerState::Closed)
+    }
+
+    fn live_count(&self) -> usize {
+        self.sweep();
+        self.peers.lock().len()
+    }
+
+    /// Forgets closed and dropped peers.
+    fn sweep(&self) {
+        // Upgraded handles are dropped after the lock: a last handle's drop closes a peer,
+        // which must not happen under our lock.
+        let mut held = Vec::new();
+        self.peers.lock().retain(|_, w| match w.upgrade() {
+            None => false,
+            Some(p) => {
+                let live = p.state() != PeerState::Closed;
+                held.push(p);
+                live
+            }
+        });
+        drop(held);
+    }
+
+    fn finish(&self, answer: String, offer: &str, compact: bool) -> Result<String, RouteError> {
+        if !compact {
+            return Ok(answer);
+        }
+        esp32::compact_answer(&answer, offer, self.cfg.esp32_host).map_err(RouteError::from)
+    }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], RouteError> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b)
+        .map_err(|e| RouteError::new(500, format!("no randomness for an id: {e}")))?;
+    Ok(b)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `"<name>-<32 hex>"`: 128 random bits, unique across processes.
+pub fn new_pc_id(name: &str) -> Result<String, RouteError> {
+    Ok(format!("{name}-{}", hex(&random_bytes::<16>()?)))
+}
+
+/// A random UUID-shaped session id (what Pipecat's `/start` returns).
+fn uuid_like() -> Result<String, RouteError> {
+    let h = hex(&random_bytes::<16>()?);
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
