@@ -299,7 +299,7 @@ impl IoLoop {
                 }
                 Command::AudioOut { id, rtp_time, data } => {
                     let _ = self.with(id, |s| {
-                        s.write_audio(rtp_time, now, &data);
+                        s.write_audio(rtp_time, now, data);
                         Ok(())
                     });
                 }

@@ -359,7 +359,7 @@ impl Session {
     }
 
     /// Sends an encoded audio packet on the audio m-line. Dropped (false) until negotiated.
-    pub fn write_audio(&mut self, rtp_time: u64, wallclock: Instant, data: &[u8]) -> bool {
+    pub fn write_audio(&mut self, rtp_time: u64, wallclock: Instant, data: Vec<u8>) -> bool {
         let Some(mid) = self.receiver_mids[0] else {
             return false;
         };
@@ -377,7 +377,7 @@ impl Session {
             return false;
         };
         let time = str0m::media::MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ);
-        let ok = writer.write(pt, wallclock, time, data.to_vec()).is_ok();
+        let ok = writer.write(pt, wallclock, time, data).is_ok();
         self.drain(wallclock);
         self.after_mutation(wallclock);
         ok
