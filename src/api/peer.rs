@@ -100,10 +100,11 @@ impl Peer {
         } else {
             None
         };
-        let audio_sink = audio_in.clone().map(|pipe| {
+        let mut sinks = crate::runtime::MediaSinks::default();
+        if let Some(pipe) = audio_in.clone() {
             let workers = inner.workers.clone();
-            Box::new(move |pkt| pipe.push(pkt, &workers)) as crate::runtime::AudioSink
-        });
+            sinks.audio = Some(Box::new(move |pkt| pipe.push(pkt, &workers)));
+        }
         let shared = Arc::new(PeerShared::new(
             id,
             local_addrs,
@@ -115,7 +116,7 @@ impl Peer {
             shared: shared.clone(),
             session,
             sockets,
-            audio_sink,
+            sinks,
         })))?;
         if let Some(pipe) = audio_out {
             inner.clock.register(pipe)?;

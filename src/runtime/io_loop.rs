@@ -19,7 +19,7 @@ use super::shared::{PeerEvent, PeerShared};
 use super::Dispatcher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
-use crate::session::{AudioPacket, PeerState, Session, SessionEvent, SessionStats};
+use crate::session::{AudioPacket, PeerState, Session, SessionEvent, SessionStats, VideoPacket};
 
 const WAKER: Token = Token(usize::MAX);
 /// Sockets per peer are addressed by the low bits of the token.
@@ -27,14 +27,23 @@ pub(crate) const MAX_SOCKETS_PER_PEER: usize = 8;
 /// Datagrams read from one socket before the session's output is flushed.
 const FLUSH_EVERY: usize = 32;
 
-/// Where the audio-in path of a peer wants mic packets (set by the media layer).
-pub(crate) type AudioSink = Box<dyn FnMut(AudioPacket) + Send>;
+/// Where the media pipes of a peer want what the session receives. Each hook runs on the
+/// I/O thread and must only queue work (the pipes do the codec work on workers).
+#[derive(Default)]
+pub(crate) struct MediaSinks {
+    /// Mic packets.
+    pub audio: Option<Box<dyn FnMut(AudioPacket) + Send>>,
+    /// Camera and screen frames.
+    pub video: Option<Box<dyn FnMut(VideoPacket) + Send>>,
+    /// The client wants a keyframe of our video.
+    pub keyframe: Option<Box<dyn FnMut() + Send>>,
+}
 
 pub(crate) struct NewPeer {
     pub shared: Arc<PeerShared>,
     pub session: Session,
     pub sockets: Vec<std::net::UdpSocket>,
-    pub audio_sink: Option<AudioSink>,
+    pub sinks: MediaSinks,
 }
 
 /// Work for an I/O thread. Replies go back on one-shot channels.
@@ -123,7 +132,7 @@ struct Entry {
     shared: Arc<PeerShared>,
     session: Session,
     sockets: Vec<(UdpSocket, SocketAddr)>,
-    audio_sink: Option<AudioSink>,
+    sinks: MediaSinks,
 }
 
 struct IoLoop {
@@ -346,7 +355,7 @@ impl IoLoop {
             shared: p.shared,
             session: p.session,
             sockets,
-            audio_sink: p.audio_sink,
+            sinks: p.sinks,
         });
         self.count.fetch_add(1, Ordering::Relaxed);
     }
@@ -395,8 +404,18 @@ impl IoLoop {
                     );
                 }
                 SessionEvent::Audio(pkt) => {
-                    if let Some(sink) = entry.audio_sink.as_mut() {
+                    if let Some(sink) = entry.sinks.audio.as_mut() {
                         sink(pkt);
+                    }
+                }
+                SessionEvent::Video(pkt) => {
+                    if let Some(sink) = entry.sinks.video.as_mut() {
+                        sink(pkt);
+                    }
+                }
+                SessionEvent::KeyframeRequested => {
+                    if let Some(hook) = entry.sinks.keyframe.as_mut() {
+                        hook();
                     }
                 }
             }

@@ -25,7 +25,7 @@ pub(crate) use dispatch::Dispatcher;
 pub(crate) use workers::Workers;
 pub(crate) use shared::PeerShared;
 pub use shared::{PeerEvent, PeerHandler};
-pub(crate) use io_loop::{AudioSink, Command, IoHandle, NewPeer, MAX_SOCKETS_PER_PEER};
+pub(crate) use io_loop::{Command, IoHandle, MediaSinks, NewPeer, MAX_SOCKETS_PER_PEER};
 
 /// A set of threads peers live on. Cheap to clone; the threads stop when the last clone
 /// and the last peer on it are gone.

@@ -6,6 +6,7 @@
 //! Every public mutating method ends by draining `poll_output` to a timeout (str0m's rule:
 //! one mutation, then a full drain), so the rule holds by construction for every caller.
 
+mod media;
 pub mod sdp;
 mod state;
 
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::channel::ChannelId;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{DatagramRecv, Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tracing::{debug, warn};
@@ -82,6 +83,25 @@ pub enum SessionEvent {
     },
     /// A mic packet arrived.
     Audio(AudioPacket),
+    /// A video frame (depacketized) arrived on the camera or screen track.
+    Video(VideoPacket),
+    /// The client asked for a keyframe of the video we send.
+    KeyframeRequested,
+}
+
+/// A depacketized video frame from the client, for the video-in worker.
+#[derive(Debug, Clone)]
+pub struct VideoPacket {
+    /// 1 camera, 2 screen.
+    pub receiver_index: usize,
+    /// The codec it is in.
+    pub codec: str0m::format::Codec,
+    /// RTP timestamp (90 kHz).
+    pub rtp_time: u64,
+    /// Whether it starts a keyframe.
+    pub keyframe: bool,
+    /// The frame (shared with str0m).
+    pub data: Arc<[u8]>,
 }
 
 /// Counters of one session. Everything dropped anywhere is counted here.
@@ -107,6 +127,10 @@ pub struct SessionStats {
     pub messages_in_dropped: u64,
     /// Mic packets received.
     pub audio_packets_in: u64,
+    /// Video frames received (all tracks, enabled or not).
+    pub video_frames_in: u64,
+    /// Keyframe requests (PLI) sent.
+    pub keyframe_requests: u64,
 }
 
 /// One peer's protocol state. See the module docs.
@@ -122,6 +146,9 @@ pub struct Session {
     track_enabled: [bool; 3],
     renegotiate_due: Option<Instant>,
     last_renegotiate: Option<Instant>,
+    /// Per receiver: waiting for a keyframe, and when we last asked for one.
+    need_keyframe: [bool; 3],
+    last_pli: [Option<Instant>; 3],
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
     rtc_timeout: Instant,
@@ -142,6 +169,8 @@ impl Session {
             track_enabled: [true; 3],
             renegotiate_due: None,
             last_renegotiate: None,
+            need_keyframe: [true; 3],
+            last_pli: [None; 3],
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rtc_timeout: now,
@@ -174,6 +203,9 @@ impl Session {
             *slot = media.get(i).map(|l| Mid::from(l.mid.as_str()));
         }
         self.life.offer_accepted(now);
+        // A (re)negotiated track starts with a keyframe request.
+        self.need_keyframe = [true; 3];
+        self.last_pli = [None; 3];
         if self.life.app_ready() && self.has_video_in() {
             // After a renegotiation a new keyframe arrives by itself; no new request needed.
             self.renegotiate_due = None;
@@ -356,44 +388,6 @@ impl Session {
             .last_renegotiate
             .map_or(now, |t| t + limits::RENEGOTIATE_INTERVAL);
         self.renegotiate_due = Some(earliest.max(now));
-    }
-
-    /// Sends an encoded audio packet on the audio m-line. Dropped (false) until negotiated.
-    pub fn write_audio(&mut self, rtp_time: u64, wallclock: Instant, data: Vec<u8>) -> bool {
-        let Some(mid) = self.receiver_mids[0] else {
-            return false;
-        };
-        if !self.life.ever_connected() {
-            return false;
-        }
-        let Some(writer) = self.rtc.writer(mid) else {
-            return false;
-        };
-        let Some(pt) = writer
-            .payload_params()
-            .find(|p| p.spec().codec == str0m::format::Codec::Opus)
-            .map(|p| p.pt())
-        else {
-            return false;
-        };
-        let time = str0m::media::MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ);
-        let ok = writer.write(pt, wallclock, time, data).is_ok();
-        self.drain(wallclock);
-        self.after_mutation(wallclock);
-        ok
-    }
-
-    /// Asks the client for a keyframe on a receiver (1 camera, 2 screen).
-    pub fn request_keyframe(&mut self, receiver_index: usize, now: Instant) {
-        let Some(Some(mid)) = self.receiver_mids.get(receiver_index).cloned() else {
-            return;
-        };
-        if let Some(mut w) = self.rtc.writer(mid) {
-            if w.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
-                let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
-            }
-        }
-        self.drain(now);
     }
 
     /// The next datagram to send.
@@ -580,6 +574,10 @@ impl Session {
                     rtp_time: m.time.numer(),
                     payload: m.data,
                 }));
+            }
+            Event::MediaData(m) => self.handle_video(m, now),
+            Event::KeyframeRequest(r) if Some(r.mid) == self.receiver_mids[1] => {
+                self.events.push_back(SessionEvent::KeyframeRequested);
             }
             Event::Closed => self.life.close(),
             _ => {}
