@@ -56,7 +56,11 @@ fn main() {
     };
     let addr: SocketAddr = server.local_addr();
     println!("echo bot listening on {addr}");
-    println!("open {} (offers: POST {}api/offer)", server.url(), server.url());
+    println!(
+        "open {} (offers: POST {}api/offer)",
+        server.url(),
+        server.url()
+    );
     loop {
         std::thread::park();
     }

@@ -121,6 +121,16 @@ typedef struct SwrtcPeer SwrtcPeer;
 typedef struct SwrtcRuntime SwrtcRuntime;
 
 /**
+ * A running HTTP signalling server (Pipecat's SmallWebRTC endpoints). Opaque.
+ */
+typedef struct SwrtcServer SwrtcServer;
+
+/**
+ * Which incoming video track a frame came from.
+ */
+typedef struct VideoSource VideoSource;
+
+/**
  * Audio counters of a peer.
  */
 typedef struct SwrtcAudioStats {
@@ -390,6 +400,82 @@ typedef struct SwrtcRuntimeConfig {
    */
   uint32_t worker_threads;
 } SwrtcRuntimeConfig;
+
+/**
+ * Settings of a signalling server. Fill with `swrtc_server_config_default` first, then
+ * change fields. Strings are NUL-terminated and copied by `swrtc_server_new`.
+ */
+typedef struct SwrtcServerConfig {
+  /**
+   * Address to listen on, "IP:PORT" (port 0: any, see `swrtc_server_local_port`).
+   * NULL: "127.0.0.1:7860". On a loopback address, peers bind and answer with it
+   * unless `peer.bind_ip` is set.
+   */
+  const char *addr;
+  /**
+   * Settings of every peer the server creates (defaults from `swrtc_peer_config_default`).
+   */
+  struct SwrtcPeerConfig peer;
+  /**
+   * Allow one connection at a time (others get HTTP 400). Default false.
+   */
+  bool single_connection;
+  /**
+   * Compact every answer for pipecat-esp32 firmware (<= 4096 bytes, sha-256 only, CRLF).
+   * Offers with the ESP32's SAVP profile are compacted even without it. Default false.
+   */
+  bool esp32;
+  /**
+   * In ESP32 answers, keep only candidates on this IP. NULL: all.
+   */
+  const char *esp32_host;
+  /**
+   * ICE servers `POST /start` hands to clients, as a JSON array of
+   * `{"urls":[...],"username":...,"credential":...}`. NULL: none.
+   */
+  const char *ice_servers_json;
+  /**
+   * Largest request body in bytes; larger ones get 413. Default 262144.
+   */
+  size_t max_body;
+  /**
+   * HTTP worker threads (1..=256). Default 4.
+   */
+  uint32_t http_threads;
+  /**
+   * The name in pc_ids ("<name>-<32 hex>"). NULL: "SmallWebRTCConnection".
+   */
+  const char *pc_id_name;
+  /**
+   * Serve the built-in test page at "/". Default true.
+   */
+  bool serve_page;
+} SwrtcServerConfig;
+
+/**
+ * Callbacks of a server. With `on_peer` NULL (or no callbacks), new peers wait for
+ * `swrtc_server_accept`.
+ */
+typedef struct SwrtcServerCallbacks {
+  /**
+   * Passed first to `on_peer`; must stay valid until `swrtc_server_free` returns.
+   */
+  void *user_data;
+  /**
+   * A new client connected: `peer` is already answered and now belongs to the app (free
+   * it with `swrtc_peer_free`; the server keeps no reference that keeps it alive, and
+   * still renegotiates it while it lives). Its events are pulled with
+   * `swrtc_peer_poll_event`; call `swrtc_peer_connect` when ready. `pc_id` and
+   * `request_data_json` (the client's request_data as JSON, "null" if none) are valid
+   * only during the call. Runs on one of the server's HTTP threads before the answer is
+   * sent: keep it short (hand the peer to another thread). Any `swrtc_*` function may be
+   * called from it.
+   */
+  void (*on_peer)(void *user_data,
+                  struct SwrtcPeer *peer,
+                  const char *pc_id,
+                  const char *request_data_json);
+} SwrtcServerCallbacks;
 
 #ifdef __cplusplus
 extern "C" {
@@ -664,6 +750,75 @@ enum SwrtcResult swrtc_runtime_new(const struct SwrtcRuntimeConfig *cfg, struct 
  * `rt` is NULL or a runtime from `swrtc_runtime_new`, not yet freed.
  */
 void swrtc_runtime_free(struct SwrtcRuntime *rt);
+
+/**
+ * Fills `cfg` with the defaults (listen on 127.0.0.1:7860, multiple connections, peers
+ * with `swrtc_peer_config_default`'s settings).
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` if `cfg` is NULL. Any thread.
+ *
+ * # Safety
+ * `cfg` is NULL or writable for one `SwrtcServerConfig`.
+ */
+enum SwrtcResult swrtc_server_config_default(struct SwrtcServerConfig *cfg);
+
+/**
+ * Starts a signalling server on `cfg->addr` for peers on runtime `rt` (NULL: the default
+ * runtime). `cfg` NULL means defaults. With `callbacks` NULL or its `on_peer` NULL, new
+ * peers wait for `swrtc_server_accept`. On success `*out` owns the server: free it with
+ * `swrtc_server_free`.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad address or settings),
+ * `SWRTC_ERR_IO` (address in use). Any thread.
+ *
+ * # Safety
+ * `rt` NULL or live; `cfg` NULL or valid with valid strings; `callbacks` NULL or valid
+ * (copied); `out` valid for one pointer write.
+ */
+enum SwrtcResult swrtc_server_new(const struct SwrtcRuntime *rt,
+                                  const struct SwrtcServerConfig *cfg,
+                                  const struct SwrtcServerCallbacks *callbacks,
+                                  struct SwrtcServer **out);
+
+/**
+ * Takes the next new peer (for servers without `on_peer`), waiting up to `timeout_ms`
+ * (0: do not wait). On success `*peer_out` belongs to the app (free with
+ * `swrtc_peer_free`; pull its events with `swrtc_peer_poll_event`), and, when those
+ * pointers are not NULL, `*pc_id_out` and `*request_data_out` (JSON, "null" if none) are
+ * strings to free with `swrtc_string_free`. Outputs are written only on success.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT`, `SWRTC_ERR_WOULD_BLOCK` (none, timeout 0),
+ * `SWRTC_ERR_TIMEOUT`. Any thread; each peer goes to one caller.
+ *
+ * # Safety
+ * `server` live; `peer_out` valid for one pointer write; the string outputs NULL or valid.
+ */
+enum SwrtcResult swrtc_server_accept(const struct SwrtcServer *server,
+                                     uint32_t timeout_ms,
+                                     struct SwrtcPeer **peer_out,
+                                     char **pc_id_out,
+                                     char **request_data_out);
+
+/**
+ * The TCP port the server listens on (useful after starting on port 0).
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT`. Any thread, callbacks too.
+ *
+ * # Safety
+ * `server` live; `port_out` writable.
+ */
+enum SwrtcResult swrtc_server_local_port(const struct SwrtcServer *server, uint16_t *port_out);
+
+/**
+ * Stops the server: stops listening, waits for requests in progress (an `on_peer` call
+ * in progress on another thread finishes first), and frees it. Peers the app holds live
+ * on; peers not yet accepted are closed. NULL does nothing. Any thread, once per server;
+ * from inside `on_peer` it returns without waiting for that call's own request.
+ *
+ * # Safety
+ * `server` is NULL or a server from `swrtc_server_new`, not used again after this call.
+ */
+void swrtc_server_free(struct SwrtcServer *server);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -22,5 +22,6 @@ pub mod signalling;
 pub use config::{PeerConfig, RuntimeConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use api::Peer;
-pub use runtime::{AudioStats, PeerEvent, PeerHandler, Runtime};
+pub use media::video::{VideoFrame, VideoSource};
+pub use runtime::{AudioStats, PeerEvent, PeerHandler, Runtime, VideoStats};
 pub use session::PeerState;

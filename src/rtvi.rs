@@ -122,9 +122,10 @@ mod tests {
 
     #[test]
     fn missing_id_gets_a_fresh_one() {
-        let reply: Value =
-            serde_json::from_str(&reply_to(br#"{"label":"rtvi-ai","type":"client-ready"}"#).unwrap())
-                .unwrap();
+        let reply: Value = serde_json::from_str(
+            &reply_to(br#"{"label":"rtvi-ai","type":"client-ready"}"#).unwrap(),
+        )
+        .unwrap();
         assert_eq!(reply["id"].as_str().unwrap().len(), 8);
         let no_about: Value = serde_json::from_str(&bot_ready(Some("x"), &Value::Null)).unwrap();
         assert!(no_about["data"].get("about").is_none());

@@ -13,7 +13,8 @@ fn builtin_page_connects_and_hears_its_echo() {
     let Some(result) = harness::run(&harness::BrowserTest {
         test_name: "builtin_page_connects_and_hears_its_echo",
         driver: "builtin_page.mjs",
-        driver_args: &[],
+        // The page's camera is off by default; send the fake camera too.
+        driver_args: &["--query", "cam=1"],
     }) else {
         return;
     };

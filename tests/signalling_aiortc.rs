@@ -35,7 +35,11 @@ fn post_offer(addr: SocketAddr, sdp: &str, pc_id: Option<&str>, restart: bool) -
     );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert!(!r.chunked, "never chunked");
-    let len: usize = r.header("Content-Length").expect("Content-Length").parse().unwrap();
+    let len: usize = r
+        .header("Content-Length")
+        .expect("Content-Length")
+        .parse()
+        .unwrap();
     assert_eq!(len, r.body.len());
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
     r
@@ -45,14 +49,18 @@ fn assert_echoes(client: &mut AiortcPeer, n: u32) {
     let text = json!({"n": n, "hello": "smallwebrtc"}).to_string();
     client.send_text(&text);
     let want = json!({"echo": {"n": n, "hello": "smallwebrtc"}});
-    client.wait_message(T, |m| serde_json::from_str::<Value>(m).ok().as_ref() == Some(&want));
+    client.wait_message(T, |m| {
+        serde_json::from_str::<Value>(m).ok().as_ref() == Some(&want)
+    });
 }
 
 /// Waits until the client hears the echo of its tone at `hz`; returns when.
 fn wait_tone(client: &mut AiortcPeer, hz: f64) -> Instant {
     client.wait_audio(T, |s| {
         s["rms_dbfs"].as_f64().unwrap_or(-120.0) > -45.0
-            && s["freq_hz"].as_f64().is_some_and(|f| (f - hz).abs() < hz * 0.1)
+            && s["freq_hz"]
+                .as_f64()
+                .is_some_and(|f| (f - hz).abs() < hz * 0.1)
     });
     Instant::now()
 }
@@ -73,8 +81,12 @@ fn echo_over_http_survives_renegotiation_and_restart() {
     assert!(a["sdp"].as_str().unwrap().contains("127.0.0.1"));
     client.answer(a["sdp"].as_str().unwrap());
     // aiortc gathers fully; trickle only the end-of-candidates.
-    let p = patch_json(addr, "/api/offer", &json!({"pc_id": pc1, "candidates": [
-        {"candidate": "", "sdp_mid": "0", "sdp_mline_index": 0}]}));
+    let p = patch_json(
+        addr,
+        "/api/offer",
+        &json!({"pc_id": pc1, "candidates": [
+        {"candidate": "", "sdp_mid": "0", "sdp_mline_index": 0}]}),
+    );
     assert_eq!((p.status, p.json()), (200, json!({"status": "success"})));
     client.wait_channel_open(T);
     let opened = t0.elapsed();

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
+use signalling_support::synthetic_offer;
 use smallwebrtc::signalling::{
     routes, ConnectionMode, NewPeer, Registry, Request, Response, ServerConfig,
 };
 use smallwebrtc::PeerState;
-use signalling_support::synthetic_offer;
 
 fn config() -> ServerConfig {
     ServerConfig {
@@ -28,15 +28,24 @@ fn registry() -> Registry {
 
 fn call(reg: &Registry, method: &str, path: &str, body: &str) -> Response {
     let r = routes::handle(&Request::new(method, path, body.as_bytes()), reg);
-    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"), "CORS on {method} {path}");
+    assert_eq!(
+        r.header("Access-Control-Allow-Origin"),
+        Some("*"),
+        "CORS on {method} {path}"
+    );
     r
 }
 
 fn assert_error(r: &Response, status: u16, contains: &str) {
     assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
     let e = r.body_json();
-    let msg = e["error"].as_str().unwrap_or_else(|| panic!("no JSON error in {e}"));
-    assert!(msg.contains(contains), "{msg:?} should mention {contains:?}");
+    let msg = e["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no JSON error in {e}"));
+    assert!(
+        msg.contains(contains),
+        "{msg:?} should mention {contains:?}"
+    );
 }
 
 fn offer_body(pc_id: Option<&str>, restart: bool) -> String {
@@ -55,11 +64,20 @@ fn bad_offer_bodies_get_400_with_a_json_error() {
         (r#"{"type":"offer"}"#, "missing field 'sdp'"),
         (r#"{"sdp":42,"type":"offer"}"#, "'sdp' must be a string"),
         (r#"{"sdp":"  ","type":"offer"}"#, "'sdp' is empty"),
-        (r#"{"sdp":"v=0","type":"answer"}"#, "'type' must be \"offer\""),
+        (
+            r#"{"sdp":"v=0","type":"answer"}"#,
+            "'type' must be \"offer\"",
+        ),
         (r#"{"sdp":"v=0","type":"offer","pc_id":7}"#, "'pc_id'"),
-        (r#"{"sdp":"v=0","type":"offer","restart_pc":"yes"}"#, "'restart_pc'"),
+        (
+            r#"{"sdp":"v=0","type":"offer","restart_pc":"yes"}"#,
+            "'restart_pc'",
+        ),
         (r#"{"sdp":"hello","type":"offer"}"#, "m-lines"),
-        (r#"{"sdp":"v=0\r\nm=audio banana\r\n","type":"offer"}"#, "SDP"),
+        (
+            r#"{"sdp":"v=0\r\nm=audio banana\r\n","type":"offer"}"#,
+            "SDP",
+        ),
     ];
     for (body, msg) in cases {
         for path in ["/api/offer", "/api/offer/"] {
@@ -77,13 +95,20 @@ fn bad_patch_bodies_get_400_and_unknown_pc_id_404() {
         (r#"{"candidates":[]}"#, "'pc_id'"),
         (r#"{"pc_id":"x"}"#, "'candidates'"),
         (r#"{"pc_id":"x","candidates":{}}"#, "'candidates'"),
-        (r#"{"pc_id":"x","candidates":[{"sdp_mid":"0"}]}"#, "candidates[0]"),
+        (
+            r#"{"pc_id":"x","candidates":[{"sdp_mid":"0"}]}"#,
+            "candidates[0]",
+        ),
     ];
     for (body, msg) in cases {
         assert_error(&call(&reg, "PATCH", "/api/offer", body), 400, msg);
     }
     let unknown = r#"{"pc_id":"SmallWebRTCConnection-00","candidates":[{"candidate":"","sdp_mid":"0","sdp_mline_index":0}]}"#;
-    assert_error(&call(&reg, "PATCH", "/api/offer", unknown), 404, "unknown pc_id");
+    assert_error(
+        &call(&reg, "PATCH", "/api/offer", unknown),
+        404,
+        "unknown pc_id",
+    );
 }
 
 #[test]
@@ -103,8 +128,21 @@ fn wrong_methods_get_405_with_allow_unknown_paths_404() {
         assert!(r.body_json()["error"].is_string());
     }
     assert_error(&call(&reg, "GET", "/nope", ""), 404, "no route");
-    assert_error(&call(&reg, "POST", "/sessions/nope/api/offer", &offer_body(None, false)), 404, "session");
-    assert_error(&call(&reg, "PATCH", "/sessions/nope/api/offer", "{}"), 404, "session");
+    assert_error(
+        &call(
+            &reg,
+            "POST",
+            "/sessions/nope/api/offer",
+            &offer_body(None, false),
+        ),
+        404,
+        "session",
+    );
+    assert_error(
+        &call(&reg, "PATCH", "/sessions/nope/api/offer", "{}"),
+        404,
+        "session",
+    );
 }
 
 #[test]
@@ -113,26 +151,64 @@ fn preflight_and_page() {
     for p in ["/api/offer", "/start", "/", "/sessions/any/api/offer"] {
         let r = call(&reg, "OPTIONS", p, "");
         assert_eq!(r.status, 204, "{p}");
-        assert!(r.header("Access-Control-Allow-Methods").unwrap().contains("PATCH"));
-        assert!(r.header("Access-Control-Allow-Headers").unwrap().contains("Content-Type"));
+        assert!(r
+            .header("Access-Control-Allow-Methods")
+            .unwrap()
+            .contains("PATCH"));
+        assert!(r
+            .header("Access-Control-Allow-Headers")
+            .unwrap()
+            .contains("Content-Type"));
     }
     let page = call(&reg, "GET", "/?autoconnect=1", "");
     assert_eq!(page.status, 200);
-    assert!(page.header("Content-Type").unwrap().starts_with("text/html"));
+    assert!(page
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("text/html"));
     let html = String::from_utf8(page.body).unwrap();
-    for id in ["id=\"connect\"", "id=\"status\"", "id=\"chat-input\"", "id=\"chat-log\"", "id=\"stats\"", "window.swrtcTest"] {
+    for id in [
+        "id=\"connect\"",
+        "id=\"status\"",
+        "id=\"chat-input\"",
+        "id=\"chat-log\"",
+        "id=\"stats\"",
+        "window.swrtcTest",
+    ] {
         assert!(html.contains(id), "the page has {id}");
     }
-    let no_page = Registry::new(ServerConfig { serve_page: false, ..config() }, None).unwrap();
+    let no_page = Registry::new(
+        ServerConfig {
+            serve_page: false,
+            ..config()
+        },
+        None,
+    )
+    .unwrap();
     assert_eq!(call(&no_page, "GET", "/", "").status, 404);
 }
 
 #[test]
 fn oversized_bodies_get_413() {
-    let reg = Registry::new(ServerConfig { max_body: 1000, ..config() }, None).unwrap();
+    let reg = Registry::new(
+        ServerConfig {
+            max_body: 1000,
+            ..config()
+        },
+        None,
+    )
+    .unwrap();
     let big = format!(r#"{{"sdp":"{}"}}"#, "a".repeat(2000));
-    assert_error(&call(&reg, "POST", "/api/offer", &big), 413, "over 1000 bytes");
-    assert_error(&call(&reg, "PATCH", "/api/offer", &big), 413, "over 1000 bytes");
+    assert_error(
+        &call(&reg, "POST", "/api/offer", &big),
+        413,
+        "over 1000 bytes",
+    );
+    assert_error(
+        &call(&reg, "PATCH", "/api/offer", &big),
+        413,
+        "over 1000 bytes",
+    );
 }
 
 #[test]
@@ -150,7 +226,10 @@ fn offers_create_renegotiate_and_restart_peers() {
     assert_eq!(name, "SmallWebRTCConnection");
     assert_eq!(hex.len(), 32);
     assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
-    assert!(a["sdp"].as_str().unwrap().contains("127.0.0.1"), "loopback server, loopback candidates");
+    assert!(
+        a["sdp"].as_str().unwrap().contains("127.0.0.1"),
+        "loopback server, loopback candidates"
+    );
     assert_eq!(delivered.lock().len(), 1);
     assert_eq!(delivered.lock()[0].pc_id, pc1);
 
@@ -177,11 +256,24 @@ fn offers_create_renegotiate_and_restart_peers() {
     assert_eq!(delivered.lock().len(), 2);
     let old = delivered.lock()[0].peer.clone();
     wait_closed(&old);
-    assert_eq!(reg.pc_ids(), vec![pc2.clone()], "the old pc_id is forgotten");
-    assert_error(&call(&reg, "PATCH", "/api/offer", &patch.to_string()), 404, "unknown pc_id");
+    assert_eq!(
+        reg.pc_ids(),
+        vec![pc2.clone()],
+        "the old pc_id is forgotten"
+    );
+    assert_error(
+        &call(&reg, "PATCH", "/api/offer", &patch.to_string()),
+        404,
+        "unknown pc_id",
+    );
 
     // An unknown pc_id is a new connection (multiple mode).
-    let r = call(&reg, "POST", "/api/offer", &offer_body(Some("SmallWebRTCConnection-gone"), false));
+    let r = call(
+        &reg,
+        "POST",
+        "/api/offer",
+        &offer_body(Some("SmallWebRTCConnection-gone"), false),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(reg.pc_ids().len(), 2);
 
@@ -194,27 +286,50 @@ fn offers_create_renegotiate_and_restart_peers() {
 fn wait_closed(peer: &smallwebrtc::Peer) {
     let end = std::time::Instant::now() + Duration::from_secs(5);
     while peer.state() != PeerState::Closed {
-        assert!(std::time::Instant::now() < end, "peer not closed: {:?}", peer.state());
+        assert!(
+            std::time::Instant::now() < end,
+            "peer not closed: {:?}",
+            peer.state()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 #[test]
 fn single_mode_refuses_a_second_connection() {
-    let reg = Registry::new(ServerConfig { mode: ConnectionMode::Single, ..config() }, None).unwrap();
+    let reg = Registry::new(
+        ServerConfig {
+            mode: ConnectionMode::Single,
+            ..config()
+        },
+        None,
+    )
+    .unwrap();
     let r = call(&reg, "POST", "/api/offer", &offer_body(None, false));
     assert_eq!(r.status, 200);
     let pc1 = r.body_json()["pc_id"].as_str().unwrap().to_owned();
     let held = reg.accept(None).expect("the peer waits for accept");
 
-    assert_error(&call(&reg, "POST", "/api/offer", &offer_body(None, false)), 400, "already active");
     assert_error(
-        &call(&reg, "POST", "/api/offer", &offer_body(Some("SmallWebRTCConnection-other"), false)),
+        &call(&reg, "POST", "/api/offer", &offer_body(None, false)),
+        400,
+        "already active",
+    );
+    assert_error(
+        &call(
+            &reg,
+            "POST",
+            "/api/offer",
+            &offer_body(Some("SmallWebRTCConnection-other"), false),
+        ),
         400,
         "pc_id mismatch",
     );
     // Its own client may renegotiate and restart.
-    assert_eq!(call(&reg, "POST", "/api/offer", &offer_body(Some(&pc1), false)).status, 200);
+    assert_eq!(
+        call(&reg, "POST", "/api/offer", &offer_body(Some(&pc1), false)).status,
+        200
+    );
     let r = call(&reg, "POST", "/api/offer", &offer_body(Some(&pc1), true));
     assert_eq!(r.status, 200);
     let pc2 = r.body_json()["pc_id"].as_str().unwrap().to_owned();
@@ -224,34 +339,66 @@ fn single_mode_refuses_a_second_connection() {
     assert_eq!(second.pc_id, pc2);
     second.peer.close().unwrap();
     wait_closed(&second.peer);
-    assert_eq!(call(&reg, "POST", "/api/offer", &offer_body(None, false)).status, 200);
+    assert_eq!(
+        call(&reg, "POST", "/api/offer", &offer_body(None, false)).status,
+        200
+    );
 }
 
 #[test]
 fn request_data_reaches_the_app_from_the_body_or_start() {
     let reg = registry();
     let body = json!({"sdp": synthetic_offer(), "type": "offer", "request_data": {"user": "a"}});
-    assert_eq!(call(&reg, "POST", "/api/offer", &body.to_string()).status, 200);
+    assert_eq!(
+        call(&reg, "POST", "/api/offer", &body.to_string()).status,
+        200
+    );
     assert_eq!(reg.accept(None).unwrap().request_data, json!({"user": "a"}));
 
     let body = json!({"sdp": synthetic_offer(), "type": "offer", "requestData": {"user": "b"}});
-    assert_eq!(call(&reg, "POST", "/api/offer", &body.to_string()).status, 200);
+    assert_eq!(
+        call(&reg, "POST", "/api/offer", &body.to_string()).status,
+        200
+    );
     assert_eq!(reg.accept(None).unwrap().request_data, json!({"user": "b"}));
 
-    let s = call(&reg, "POST", "/start", r#"{"body":{"room":"r1"},"enableDefaultIceServers":true}"#);
+    let s = call(
+        &reg,
+        "POST",
+        "/start",
+        r#"{"body":{"room":"r1"},"enableDefaultIceServers":true}"#,
+    );
     assert_eq!(s.status, 200);
     let s = s.body_json();
     assert!(s["iceConfig"]["iceServers"].is_array());
     let id = s["sessionId"].as_str().unwrap();
-    let r = call(&reg, "POST", &format!("/sessions/{id}/api/offer"), &offer_body(None, false));
+    let r = call(
+        &reg,
+        "POST",
+        &format!("/sessions/{id}/api/offer"),
+        &offer_body(None, false),
+    );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let new = reg.accept(None).unwrap();
     assert_eq!(new.request_data, json!({"room": "r1"}));
     // PATCH goes to the same session URL.
     let patch = json!({"pc_id": new.pc_id, "candidates": [{"candidate": "", "sdp_mid": "0", "sdp_mline_index": 0}]});
-    assert_eq!(call(&reg, "PATCH", &format!("/sessions/{id}/api/offer"), &patch.to_string()).status, 200);
+    assert_eq!(
+        call(
+            &reg,
+            "PATCH",
+            &format!("/sessions/{id}/api/offer"),
+            &patch.to_string()
+        )
+        .status,
+        200
+    );
 
-    assert_eq!(call(&reg, "POST", "/start", "").status, 200, "an empty /start body is fine");
+    assert_eq!(
+        call(&reg, "POST", "/start", "").status,
+        200,
+        "an empty /start body is fine"
+    );
     assert_error(&call(&reg, "POST", "/start", "{x"), 400, "invalid JSON");
     assert!(reg.accept(Some(Duration::from_millis(10))).is_none());
 }

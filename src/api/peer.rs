@@ -13,7 +13,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::io;
 use crate::limits;
 use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
+use crate::media::video::{TakeError, VideoFrame, VideoSource};
 use crate::runtime::{AudioIn, AudioOut, AudioStats, PeerEvent, PeerHandler};
+use crate::runtime::{VideoIn, VideoOut, VideoPipes, VideoStats};
 use crate::media::audio::{AudioFrame, PopError};
 use crate::session::{PeerState, Session, SessionConfig, SessionStats};
 
@@ -100,7 +102,29 @@ impl Peer {
         } else {
             None
         };
+        let mut video = VideoPipes::default();
+        if cfg.video_in_enabled {
+            for src in VideoSource::ALL {
+                video.input[src.index()] =
+                    Some(VideoIn::new(src, id, inner.io[io_index].clone()));
+            }
+        }
+        if cfg.video_out_enabled {
+            video.output = Some(VideoOut::new(&cfg, id, inner.io[io_index].clone())?);
+        }
         let mut sinks = crate::runtime::MediaSinks::default();
+        if video.input.iter().any(Option::is_some) {
+            let pipes = video.input.clone();
+            let workers = inner.workers.clone();
+            sinks.video = Some(Box::new(move |pkt: crate::session::VideoPacket| {
+                if let Some(Some(p)) = pipes.get(pkt.receiver_index.wrapping_sub(1)) {
+                    p.push(pkt, &workers);
+                }
+            }));
+        }
+        if let Some(out) = video.output.clone() {
+            sinks.keyframe = Some(Box::new(move || out.request_keyframe()));
+        }
         if let Some(pipe) = audio_in.clone() {
             let workers = inner.workers.clone();
             sinks.audio = Some(Box::new(move |pkt| pipe.push(pkt, &workers)));
@@ -111,6 +135,7 @@ impl Peer {
             handler,
             audio_in,
             audio_out.clone(),
+            video,
         ));
         inner.io[io_index].send(Command::AddPeer(Box::new(crate::runtime::NewPeer {
             shared: shared.clone(),
@@ -309,6 +334,69 @@ impl Peer {
         s
     }
 
+    /// The newest decoded frame of the client's camera or screen, as packed RGB24, that
+    /// has not been read yet; waits up to `timeout` (`None`: do not wait). Frames are
+    /// latest-wins: older undelivered ones are replaced (counted in `video_stats`).
+    /// A track the client disabled (trackStatus) delivers nothing.
+    /// Errors: `Timeout`, `WouldBlock`, `Closed`, `InvalidArgument` (video in disabled).
+    pub fn read_video(&self, source: VideoSource, timeout: Option<Duration>) -> Result<VideoFrame> {
+        let mut frame = VideoFrame::new(source);
+        self.read_video_into(source, &mut frame, timeout)?;
+        Ok(frame)
+    }
+
+    /// Like [`Peer::read_video`], reusing `frame`'s buffer.
+    pub fn read_video_into(
+        &self,
+        source: VideoSource,
+        frame: &mut VideoFrame,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        self.video_in(source)?
+            .slot
+            .take(frame, timeout)
+            .map_err(take_error)
+    }
+
+    /// The next frame decoded after this call (Pipecat's UserImageRequest): waits up to
+    /// `timeout` for it. Errors as [`Peer::read_video`].
+    pub fn snapshot(&self, source: VideoSource, timeout: Duration) -> Result<VideoFrame> {
+        let mut frame = VideoFrame::new(source);
+        self.video_in(source)?
+            .slot
+            .snapshot(&mut frame, Some(timeout))
+            .map_err(take_error)?;
+        Ok(frame)
+    }
+
+    /// Sends a packed RGB24 frame of the configured `video_out_width` × `video_out_height`
+    /// (`stride` 0: `width * 3`). Encoded on a worker in the negotiated codec; if the
+    /// encoder is busy, the newest frame wins. Errors: `InvalidArgument` (size, stride,
+    /// short buffer, video out disabled), `Closed`.
+    pub fn write_video(&self, rgb: &[u8], width: u32, height: u32, stride: usize) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        let out = self
+            .shared
+            .video
+            .output
+            .as_ref()
+            .ok_or_else(|| Error::invalid("video out is disabled in this peer's config"))?;
+        out.write(rgb, width, height, stride, &self.runtime.inner.workers)
+    }
+
+    /// Counters of the video path.
+    pub fn video_stats(&self) -> VideoStats {
+        self.shared.video.stats()
+    }
+
+    fn video_in(&self, source: VideoSource) -> Result<&Arc<VideoIn>> {
+        self.shared.video.input[source.index()]
+            .as_ref()
+            .ok_or_else(|| Error::invalid("video in is disabled in this peer's config"))
+    }
+
     fn audio_out(&self) -> Result<&Arc<AudioOut>> {
         self.shared
             .audio_out
@@ -329,6 +417,14 @@ impl Drop for Peer {
         if !self.shared.closed.load(Ordering::Acquire) {
             let _ = self.send(Command::Close { id: self.shared.id });
         }
+    }
+}
+
+fn take_error(e: TakeError) -> Error {
+    match e {
+        TakeError::Timeout => Error::new(ErrorKind::Timeout, "no video frame within the timeout"),
+        TakeError::WouldBlock => Error::new(ErrorKind::WouldBlock, "no new video frame"),
+        TakeError::Closed => Error::closed(),
     }
 }
 

@@ -7,6 +7,8 @@
 mod audio;
 mod peer;
 mod runtime;
+#[cfg(feature = "signalling")]
+mod server;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
@@ -17,6 +19,8 @@ use crate::error::{Error, ErrorKind};
 pub use audio::*;
 pub use peer::*;
 pub use runtime::*;
+#[cfg(feature = "signalling")]
+pub use server::*;
 
 /// Result of every `swrtc_*` call. On failure, `swrtc_last_error()` on the same thread
 /// returns a message.

@@ -16,7 +16,16 @@ use super::{cstr_opt, guard, str_arg, SwrtcResult};
 
 /// A WebRTC peer: the server side of one client connection. Opaque.
 pub struct SwrtcPeer {
-    peer: Peer,
+    // Shared with the signalling server's registry, which holds it weakly to renegotiate.
+    peer: Arc<Peer>,
+}
+
+impl SwrtcPeer {
+    /// A C handle for a peer created elsewhere (the signalling server).
+    #[cfg_attr(not(feature = "signalling"), allow(dead_code))]
+    pub(super) fn from_shared(peer: Arc<Peer>) -> SwrtcPeer {
+        SwrtcPeer { peer }
+    }
 }
 
 /// The state of a peer as the app sees it.
@@ -226,7 +235,7 @@ impl PeerHandler for CHandler {
     }
 }
 
-fn to_c_config(c: &PeerConfig) -> SwrtcPeerConfig {
+pub(super) fn to_c_config(c: &PeerConfig) -> SwrtcPeerConfig {
     SwrtcPeerConfig {
         audio_in_enabled: c.audio_in_enabled,
         audio_out_enabled: c.audio_out_enabled,
@@ -257,7 +266,7 @@ fn to_c_config(c: &PeerConfig) -> SwrtcPeerConfig {
 
 /// # Safety
 /// The string pointers in `c` are NULL or NUL-terminated.
-unsafe fn from_c_config(c: &SwrtcPeerConfig) -> Result<PeerConfig, Error> {
+pub(super) unsafe fn from_c_config(c: &SwrtcPeerConfig) -> Result<PeerConfig, Error> {
     let ip = |p: *const c_char, what: &str| -> Result<Option<IpAddr>, Error> {
         // SAFETY: forwarded from the caller's guarantee.
         match unsafe { cstr_opt(p, what) }? {
@@ -307,7 +316,7 @@ unsafe fn from_c_config(c: &SwrtcPeerConfig) -> Result<PeerConfig, Error> {
 pub(super) unsafe fn peer_ref<'a>(p: *const SwrtcPeer) -> Result<&'a Peer, Error> {
     // SAFETY: the caller guarantees a live handle or NULL.
     unsafe { p.as_ref() }
-        .map(|p| &p.peer)
+        .map(|p| &*p.peer)
         .ok_or_else(|| Error::invalid("peer is NULL"))
 }
 
@@ -365,7 +374,9 @@ pub unsafe extern "C" fn swrtc_peer_new(
             None => Peer::with_runtime(&Runtime::global()?, config, handler)?,
         };
         // SAFETY: checked non-NULL.
-        unsafe { out.write(Box::into_raw(Box::new(SwrtcPeer { peer }))) };
+        unsafe { out.write(Box::into_raw(Box::new(SwrtcPeer {
+            peer: Arc::new(peer),
+        }))) };
         Ok(())
     })
 }

@@ -84,6 +84,16 @@ pub(crate) enum Command {
         rtp_time: u64,
         data: Vec<u8>,
     },
+    VideoOut {
+        id: u64,
+        codec: str0m::format::Codec,
+        rtp_time: u64,
+        data: Vec<u8>,
+    },
+    RequestKeyframe {
+        id: u64,
+        receiver_index: usize,
+    },
     Shutdown,
 }
 
@@ -266,7 +276,13 @@ impl IoLoop {
                 Command::Shutdown => return false,
                 Command::AddPeer(p) => self.add_peer(*p),
                 Command::Offer { id, sdp, reply } => {
-                    let r = self.with(id, |s| s.accept_offer(&sdp, now));
+                    let r = self.with_entry(id, |e| {
+                        let answer = e.session.accept_offer(&sdp, now)?;
+                        if let Some(v) = &e.shared.video.output {
+                            v.set_codec(e.session.video_out_codec());
+                        }
+                        Ok(answer)
+                    });
                     let _ = reply.send(r);
                 }
                 Command::Candidate {
@@ -312,6 +328,23 @@ impl IoLoop {
                         Ok(())
                     });
                 }
+                Command::VideoOut {
+                    id,
+                    codec,
+                    rtp_time,
+                    data,
+                } => {
+                    let _ = self.with(id, |s| {
+                        s.write_video(codec, rtp_time, now, data);
+                        Ok(())
+                    });
+                }
+                Command::RequestKeyframe { id, receiver_index } => {
+                    let _ = self.with(id, |s| {
+                        s.request_keyframe(receiver_index, now);
+                        Ok(())
+                    });
+                }
             }
         }
         true
@@ -319,13 +352,17 @@ impl IoLoop {
 
     /// Runs `f` on a live session, then flushes its output.
     fn with<T>(&mut self, id: u64, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
+        self.with_entry(id, |e| f(&mut e.session))
+    }
+
+    fn with_entry<T>(&mut self, id: u64, f: impl FnOnce(&mut Entry) -> Result<T>) -> Result<T> {
         let Some(&slot) = self.by_id.get(&id) else {
             return Err(Error::closed());
         };
         let Some(entry) = self.entries[slot].as_mut() else {
             return Err(Error::closed());
         };
-        let r = f(&mut entry.session);
+        let r = f(entry);
         self.flush(slot);
         r
     }

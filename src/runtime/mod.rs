@@ -4,6 +4,7 @@
 pub(crate) mod audio;
 mod dispatch;
 mod shared;
+pub(crate) mod video;
 mod workers;
 mod io_loop;
 
@@ -20,6 +21,8 @@ use crate::error::{Error, Result};
 use crate::limits;
 
 pub use audio::AudioStats;
+pub use video::VideoStats;
+pub(crate) use video::{VideoIn, VideoOut, VideoPipes};
 pub(crate) use audio::{AudioClock, AudioIn, AudioOut};
 pub(crate) use dispatch::Dispatcher;
 pub(crate) use workers::Workers;

@@ -12,6 +12,7 @@ use parking_lot::{Mutex, ReentrantMutex};
 use tracing::warn;
 
 use super::audio::{AudioIn, AudioOut};
+use super::video::VideoPipes;
 use crate::limits;
 use crate::session::PeerState;
 
@@ -57,6 +58,7 @@ pub(crate) struct PeerShared {
     pub closed: AtomicBool,
     pub audio_in: Option<Arc<AudioIn>>,
     pub audio_out: Option<Arc<AudioOut>>,
+    pub video: VideoPipes,
 }
 
 impl PeerShared {
@@ -66,6 +68,7 @@ impl PeerShared {
         handler: Option<Arc<dyn PeerHandler>>,
         audio_in: Option<Arc<AudioIn>>,
         audio_out: Option<Arc<AudioOut>>,
+        video: VideoPipes,
     ) -> Self {
         let (events_tx, events_rx) = bounded(limits::MAX_EVENT_QUEUE);
         PeerShared {
@@ -85,6 +88,7 @@ impl PeerShared {
             closed: AtomicBool::new(false),
             audio_in,
             audio_out,
+            video,
         }
     }
 
@@ -103,6 +107,7 @@ impl PeerShared {
             if let Some(a) = &self.audio_out {
                 a.close();
             }
+            self.video.close();
         }
     }
 

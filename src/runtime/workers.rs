@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 use super::audio::{AudioIn, AudioOut};
+use super::video::{VideoIn, VideoOut};
 use crate::error::Result;
 
 /// Jobs waiting for a worker, across all peers. A job is a peer with work pending, so this
@@ -18,6 +19,8 @@ const JOB_QUEUE: usize = 16_384;
 pub(crate) enum Job {
     AudioIn(Arc<AudioIn>),
     AudioOut(Arc<AudioOut>),
+    VideoIn(Arc<VideoIn>),
+    VideoOut(Arc<VideoOut>),
     Stop,
 }
 
@@ -78,6 +81,8 @@ fn run(rx: Receiver<Job>) {
         match job {
             Job::AudioIn(p) => p.run(),
             Job::AudioOut(p) => p.run(),
+            Job::VideoIn(p) => p.run(),
+            Job::VideoOut(p) => p.run(),
             Job::Stop => return,
         }
     }

@@ -45,7 +45,10 @@ pub fn spawn(new: NewPeer, rtvi: bool) -> std::io::Result<JoinHandle<()>> {
 }
 
 fn short(pc_id: &str) -> &str {
-    pc_id.rsplit('-').next().map_or(pc_id, |h| &h[..h.len().min(8)])
+    pc_id
+        .rsplit('-')
+        .next()
+        .map_or(pc_id, |h| &h[..h.len().min(8)])
 }
 
 /// Echoes one peer until it closes: connects, then loops over its audio and events.
@@ -131,12 +134,16 @@ mod tests {
         assert_eq!(r, vec![(br#"{"echo":{"a":1}}"#.to_vec(), false)]);
         let r = replies(b"hello", false, false);
         assert_eq!(r, vec![(br#"{"echo":"hello"}"#.to_vec(), false)]);
-        assert_eq!(replies(b"\x01\x02", true, true), vec![(b"\x01\x02".to_vec(), true)]);
+        assert_eq!(
+            replies(b"\x01\x02", true, true),
+            vec![(b"\x01\x02".to_vec(), true)]
+        );
     }
 
     #[test]
     fn client_ready_gets_bot_ready_then_its_echo() {
-        let m = br#"{"label":"rtvi-ai","type":"client-ready","id":"x1","data":{"version":"1.0.0"}}"#;
+        let m =
+            br#"{"label":"rtvi-ai","type":"client-ready","id":"x1","data":{"version":"1.0.0"}}"#;
         let r = replies(m, false, true);
         assert_eq!(r.len(), 2);
         assert!(String::from_utf8_lossy(&r[0].0).contains("bot-ready"));

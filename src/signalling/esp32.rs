@@ -69,6 +69,7 @@ pub fn compact_answer(answer: &str, offer: &str, host: Option<IpAddr>) -> Result
             }
         })
         .collect();
+    hoist_fingerprint(&mut kept);
     let budget = MAX_ANSWER - ENVELOPE_MARGIN;
     if joined_len(&kept) > budget {
         kept.retain(|l| !l.starts_with("a=extmap:") && !l.starts_with("a=rtcp-fb:"));
@@ -91,6 +92,25 @@ pub fn compact_answer(answer: &str, offer: &str, host: Option<IpAddr>) -> Result
         out.push_str("\r\n");
     }
     Ok(out)
+}
+
+/// One fingerprint at session level instead of a copy per m-line, when they are all the
+/// same (they are: one certificate per peer). A session-level fingerprint applies to every
+/// m-line (RFC 8122), and libpeer reads the first one it finds.
+fn hoist_fingerprint(lines: &mut Vec<String>) {
+    let mut fps = lines.iter().filter(|l| l.starts_with("a=fingerprint:"));
+    let Some(first) = fps.next().cloned() else {
+        return;
+    };
+    if fps.any(|l| *l != first) {
+        return;
+    }
+    lines.retain(|l| !l.starts_with("a=fingerprint:"));
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("m="))
+        .unwrap_or(lines.len());
+    lines.insert(at, first);
 }
 
 fn joined_len(lines: &[String]) -> usize {
@@ -137,7 +157,9 @@ a=candidate:2 1 udp 2130706431 192.168.1.5 5000 typ host\r\n";
     #[test]
     fn detects_esp32_offers() {
         assert!(is_esp32_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVP 111\r\n"));
-        assert!(!is_esp32_offer("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"));
+        assert!(!is_esp32_offer(
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+        ));
     }
 
     #[test]

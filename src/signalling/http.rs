@@ -108,7 +108,10 @@ impl HttpListener {
         handle: Arc<dyn Fn(&Request) -> Response + Send + Sync>,
     ) -> Result<HttpListener> {
         let server = tiny_http::Server::http(addr).map_err(|e| {
-            Error::new(ErrorKind::Io, format!("cannot listen for HTTP on {addr}: {e}"))
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot listen for HTTP on {addr}: {e}"),
+            )
         })?;
         let local_addr = server
             .server_addr()

@@ -234,7 +234,11 @@ impl Registry {
         let mut s = self.sessions.lock();
         s.retain(|_, v| now.duration_since(v.created) < SESSION_TTL);
         if s.len() >= MAX_SESSIONS {
-            if let Some(oldest) = s.iter().min_by_key(|(_, v)| v.created).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = s
+                .iter()
+                .min_by_key(|(_, v)| v.created)
+                .map(|(k, _)| k.clone())
+            {
                 s.remove(&oldest);
             }
         }

@@ -117,7 +117,12 @@ fn post_offer(req: &Request, reg: &Registry, session: Option<Value>) -> Result<V
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(RouteError::new(400, "field 'pc_id' must be a string or null")),
+        Some(_) => {
+            return Err(RouteError::new(
+                400,
+                "field 'pc_id' must be a string or null",
+            ))
+        }
     };
     let restart_pc = match body.get("restart_pc") {
         None | Some(Value::Null) => false,
@@ -148,7 +153,12 @@ fn patch_candidates(req: &Request, reg: &Registry) -> Result<Value, RouteError> 
     };
     let list = match body.get("candidates") {
         Some(Value::Array(a)) => a,
-        _ => return Err(RouteError::new(400, "missing field 'candidates' (an array)")),
+        _ => {
+            return Err(RouteError::new(
+                400,
+                "missing field 'candidates' (an array)",
+            ))
+        }
     };
     let mut candidates = Vec::with_capacity(list.len());
     for (i, c) in list.iter().enumerate() {

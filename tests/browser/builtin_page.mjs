@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 // Drives the server's built-in test page (served at `/`) in headless Chromium.
 //
-//   node builtin_page.mjs URL [--timeout S] [--expect-video] [--bursts N] [--verbose]
+//   node builtin_page.mjs URL [--timeout S] [--query Q] [--expect-video] [--bursts N] [--verbose]
 //
-// URL is the server's base URL (http://127.0.0.1:PORT). The page is expected
+// URL is the server's base URL (http://127.0.0.1:PORT); --query adds a query
+// string to the page's URL (e.g. "cam=1" for the page's camera option). The page is expected
 // to have the stable hooks #connect, #status, #chat-input, #chat-log, #stats
 // and window.swrtcTest = {state, messagesReceived, statsSnapshot()}. Checks,
 // each with a deadline:
 //   1. clicking #connect connects (the page's RTCPeerConnection reaches
 //      "connected", its data channel opens, swrtcTest.state says connected);
-//   2. a chat message typed into #chat-input (Enter, or #chat-send if there
-//      is one) comes back as {"echo": <the message as sent>} on the data
+//   2. a chat message (JSON) typed into #chat-input (Enter, or #chat-send if
+//      there is one) comes back as {"echo": <the message as sent>} on the data
 //      channel, and shows up in #chat-log and swrtcTest.messagesReceived;
 //   3. the tone bursts of the fake mic come back on the remote audio track;
 //   4. getStats has an RTT, and #stats shows something.
@@ -28,7 +29,7 @@ if (!target) {
   process.stderr.write("usage: node builtin_page.mjs URL [--timeout S] [--expect-video] [--bursts N]\n");
   process.exit(2);
 }
-const pageUrl = target.replace(/\/+$/, "") + "/";
+const pageUrl = target.replace(/\/+$/, "") + "/" + (args.query ? `?${args.query}` : "");
 const offerUrl = new URL("api/offer", pageUrl).href;
 const run = makeRun("builtin_page", Number(args.timeout ?? 60) * 1000);
 const { result, cleanups } = run;
@@ -85,7 +86,7 @@ run.run(async () => {
   const text = `hello from the built-in page test ${Date.now()}`;
   const chat = await checkMessageEcho(page,
     async () => {
-      await page.fill("#chat-input", text, { timeout: 3000 });
+      await page.fill("#chat-input", JSON.stringify({ type: "chat", text, n: 1 }), { timeout: 3000 });
       await page.press("#chat-input", "Enter");
       await sleep(300);
       const sent = await page.evaluate((t) => window.__swrtcProbe.sent.some((s) => JSON.stringify(s).includes(t)), text);
@@ -131,7 +132,7 @@ run.run(async () => {
     let snapshotError = null;
     try {
       const s = await window.swrtcTest?.statsSnapshot?.();
-      snapshot = s == null ? null : JSON.parse(JSON.stringify(s)).constructor === Object ? Object.keys(s).slice(0, 20) : typeof s;
+      snapshot = s == null ? null : typeof s === "object" ? Object.keys(s).length : typeof s;
     } catch (e) {
       snapshotError = String(e);
     }
@@ -139,7 +140,7 @@ run.run(async () => {
       state: window.swrtcTest?.state ?? null,
       messagesReceived: Array.isArray(window.swrtcTest?.messagesReceived) ? window.swrtcTest.messagesReceived.length : null,
       statsText: (document.getElementById("stats")?.textContent ?? "").trim().slice(0, 500),
-      statsSnapshotKeys: snapshot,
+      statsSnapshotEntries: snapshot,
       statsSnapshotError: snapshotError,
     };
   });

@@ -98,7 +98,9 @@ fn outer(t: &BrowserTest) -> Value {
         .unwrap_or_else(|e| {
             panic!("cannot run `unshare -n` (util-linux) for the browser test's network namespace: {e}")
         });
-    let result_line = out.stdout.lines().find_map(|l| l.strip_prefix(RESULT_PREFIX).map(str::to_owned));
+    // (libtest may have printed "test name ... " on the same line.)
+    let result_line =
+        out.stdout.lines().find_map(|l| l.find(RESULT_PREFIX).map(|i| l[i + RESULT_PREFIX.len()..].to_owned()));
     let verbose = std::env::var_os("SWRTC_BROWSER_LOG").is_some();
     let Some(line) = result_line else {
         let hint = if out.stderr.contains("unshare failed") || out.stderr.contains("Operation not permitted") {
@@ -191,11 +193,12 @@ fn echo_example_path() -> PathBuf {
 
 fn inner(t: &BrowserTest) {
     // Only lo may exist here, else Chromium's checks could leave loopback.
-    let ifaces: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
+    // (/proc/self/net follows the process's namespace; /sys/class/net does not.)
+    let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
+    let ifaces: Vec<String> =
+        dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|s| s.trim().to_owned()).collect();
     assert!(
-        ifaces.iter().all(|i| i == "lo"),
+        ifaces == ["lo"],
         "the inner browser test run is not in a loopback-only network namespace (interfaces: {ifaces:?})"
     );
     let started = Instant::now();
@@ -218,7 +221,7 @@ fn inner(t: &BrowserTest) {
     eprintln!("--- server output ---\n{}", tail(&server.output(), 200));
     let line = out.stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
     match line {
-        Some(l) => println!("{RESULT_PREFIX}{l}"),
+        Some(l) => println!("\n{RESULT_PREFIX}{l}"),
         None => panic!(
             "{} printed no JSON result (exit {:?}{})\n--- stdout ---\n{}",
             t.driver,
@@ -247,7 +250,7 @@ impl EchoServer {
                 let exe = echo_example_path();
                 assert!(exe.exists(), "no echo example at {}", exe.display());
                 let mut cmd = Command::new(exe);
-                cmd.args(["--host", "127.0.0.1", "--port", "0"]);
+                cmd.args(["--addr", "127.0.0.1:0"]);
                 cmd
             }
         };

@@ -36,6 +36,18 @@ Commands (unknown fields are ignored):
       arrives at about -26 dBFS RMS at a decoder.)
   {"cmd":"video_stats"}        -> {"event":"video_stats","frames":N,
                                    "width":W,"height":H}
+  {"cmd":"latency", "reset":false} -> {"event":"latency","rtts_ms":[...],
+                                   "bursts_sent":N,"onsets":M,"unmatched":K}
+      Only with the offer option "bursts": {"hz":1000,"dbfs":-20,
+      "burst_ms":60,"period_ms":500}: the mic track then sends tone bursts
+      (starting on 20 ms frame boundaries) with digital silence between, and
+      the received audio goes through an onset detector (mono mix above
+      "threshold" (default 300 of 32768) after at least 100 ms below it).
+      Each onset is matched to the last burst sent before it (within one
+      period); rtts_ms are those round trips, on this process's monotonic
+      clock: (frame received + onset offset) - (frame handed to the sender +
+      onset offset). reset clears the list after answering. Without
+      "bursts" nothing changes.
   {"cmd":"ping"}               -> {"event":"pong"}
   {"cmd":"close"}              -> closes the pc, {"event":"closed"}, exit 0
 Asynchronous events: {"event":"channel_open","label"}, channel_close,
@@ -154,6 +166,83 @@ class ToneTrack(MediaStreamTrack):
         return frame
 
 
+class BurstTrack(ToneTrack):
+    """ToneTrack variant for latency probes: `burst_ms` of tone every
+    `period_ms`, digital silence between; bursts start on frame boundaries.
+    Records the monotonic time each burst's first frame is handed over."""
+
+    def __init__(self, hz: float, dbfs: float, burst_ms: float, period_ms: float):
+        super().__init__(hz, dbfs)
+        self.burst_frames = max(1, int(round(burst_ms / 20.0)))
+        self.period_frames = max(self.burst_frames + 1, int(round(period_ms / 20.0)))
+        self.sent_onsets = []  # monotonic seconds, newest last
+        self._index = 0
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()
+        k = self._index % self.period_frames
+        self._index += 1
+        if k >= self.burst_frames:
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, FRAME_SAMPLES), dtype=np.int16), format="s16", layout="mono")
+            frame.sample_rate = SAMPLE_RATE
+            frame.pts = self._pts - FRAME_SAMPLES
+            frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
+        elif k == 0:
+            self._phase = 0.0  # every burst starts at zero phase
+            self.sent_onsets.append(time.monotonic())
+            if len(self.sent_onsets) > 1000:
+                del self.sent_onsets[:500]
+        return frame
+
+
+class LatencyProbe:
+    """Onset detector on received audio, matched against BurstTrack's sends."""
+
+    QUIET_S = 0.1
+
+    def __init__(self, track: BurstTrack, threshold: float, period_s: float):
+        self.track = track
+        self.threshold = float(threshold)
+        self.period_s = period_s
+        self.rtts_ms = []
+        self.onsets = 0
+        self.unmatched = 0
+        self._quiet_since = None  # stream time (s) since the signal stays below threshold
+        self._stream_t = 0.0
+
+    def add(self, frame: av.AudioFrame, arrived: float) -> None:
+        arr = frame.to_ndarray()
+        channels = len(frame.layout.channels)
+        if frame.format.is_planar:
+            mono = arr.astype(np.float32).mean(axis=0)
+        else:
+            mono = arr.reshape(-1, channels).astype(np.float32).mean(axis=1)
+        rate = frame.sample_rate or SAMPLE_RATE
+        loud = np.nonzero(np.abs(mono) >= self.threshold)[0]
+        t0 = self._stream_t
+        self._stream_t += len(mono) / rate
+        if len(loud) == 0:
+            if self._quiet_since is None:
+                self._quiet_since = t0
+            return
+        first = int(loud[0])
+        quiet_before = self._quiet_since is not None and (
+            t0 + first / rate - self._quiet_since >= self.QUIET_S)
+        # Quiet again only after the last loud sample of this frame.
+        last = int(loud[-1])
+        self._quiet_since = t0 + (last + 1) / rate
+        if not quiet_before:
+            return
+        self.onsets += 1
+        onset = arrived + first / rate
+        sent = [t for t in self.track.sent_onsets if t <= onset]
+        if not sent or onset - sent[-1] > self.period_s:
+            self.unmatched += 1
+            return
+        self.rtts_ms.append(round((onset - sent[-1]) * 1000.0, 3))
+
+
 def _colour_bars_yuv420p(width: int, height: int) -> np.ndarray:
     # 75 % SMPTE-like bars: white, yellow, cyan, green, magenta, red, blue, black.
     bars = [
@@ -250,6 +339,7 @@ class Peer:
         self.tasks = set()
         self.audio = AudioRecorder()
         self.video = VideoRecorder()
+        self.probe = None
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -297,8 +387,17 @@ class Peer:
             self._hook_channel(channel, gen, ours=False)
 
         self.tone = None
+        self.probe = None
         audio_track = None
-        if cmd.get("audio", True):
+        bursts = cmd.get("bursts")
+        if cmd.get("audio", True) and isinstance(bursts, dict):
+            period_ms = float(bursts.get("period_ms", 500))
+            self.tone = BurstTrack(bursts.get("hz", 1000), bursts.get("dbfs", -20),
+                                   float(bursts.get("burst_ms", 60)), period_ms)
+            self.probe = LatencyProbe(self.tone, bursts.get("threshold", 300.0),
+                                      period_ms / 1000.0)
+            audio_track = self.tone
+        elif cmd.get("audio", True):
             self.tone = ToneTrack(cmd.get("tone_hz", 1000), cmd.get("tone_dbfs", -20))
             audio_track = self.tone
         pc.addTransceiver(audio_track or "audio", direction="sendrecv")
@@ -358,6 +457,17 @@ class Peer:
         emit("video_stats", frames=self.video.frames, width=self.video.width,
              height=self.video.height)
 
+    async def cmd_latency(self, cmd: dict) -> None:
+        probe = self.probe
+        if probe is None:
+            raise RuntimeError("no latency probe (offer with a 'bursts' object first)")
+        emit("latency", rtts_ms=list(probe.rtts_ms), bursts_sent=len(probe.track.sent_onsets),
+             onsets=probe.onsets, unmatched=probe.unmatched)
+        if cmd.get("reset"):
+            probe.rtts_ms.clear()
+            probe.onsets = 0
+            probe.unmatched = 0
+
     async def cmd_ping(self, cmd: dict) -> None:
         emit("pong")
 
@@ -401,6 +511,8 @@ class Peer:
         try:
             while True:
                 frame = await track.recv()
+                if track.kind == "audio" and self.probe is not None:
+                    self.probe.add(frame, time.monotonic())
                 rec.add(frame)
         except MediaStreamError:
             emit("track_ended", kind=track.kind)

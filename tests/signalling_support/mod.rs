@@ -89,7 +89,10 @@ fn parse(raw: &[u8]) -> HttpResponse {
 /// An offer str0m accepts without a real client behind it: audio, video and a data
 /// channel, like a browser's (no candidates; nothing will connect).
 pub fn synthetic_offer() -> String {
-    let fp = (0..32).map(|i| format!("{i:02X}")).collect::<Vec<_>>().join(":");
+    let fp = (0..32)
+        .map(|i| format!("{i:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
     format!(
         "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
 a=group:BUNDLE 0 1 2\r\na=msid-semantic: WMS\r\n\

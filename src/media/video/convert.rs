@@ -6,8 +6,8 @@
 //! Colours use BT.601 limited range, what VP8 defines and what WebRTC senders' H.264 uses.
 
 use yuv::{
-    YuvBiPlanarImage, YuvConversionMode, YuvGrayImage, YuvPlanarImage, YuvPlanarImageMut,
-    YuvRange, YuvStandardMatrix,
+    YuvBiPlanarImage, YuvConversionMode, YuvGrayImage, YuvPlanarImage, YuvPlanarImageMut, YuvRange,
+    YuvStandardMatrix,
 };
 
 use super::frame::{GreyPlane, I420Buffer, I420Planes, Nv12Planes, YuvImage};
@@ -49,7 +49,13 @@ pub fn i420_to_rgb(src: &I420Planes<'_>, rgb: &mut Vec<u8>) -> Result<()> {
 pub fn nv12_to_rgb(src: &Nv12Planes<'_>, rgb: &mut Vec<u8>) -> Result<()> {
     check_size(src.width, src.height)?;
     let (cw, ch) = chroma_size(src.width, src.height);
-    check_plane("Y", src.y, src.y_stride, src.width as usize, src.height as usize)?;
+    check_plane(
+        "Y",
+        src.y,
+        src.y_stride,
+        src.width as usize,
+        src.height as usize,
+    )?;
     check_plane("UV", src.uv, src.uv_stride, cw * 2, ch)?;
     let image = YuvBiPlanarImage {
         y_plane: src.y,
@@ -74,7 +80,13 @@ pub fn nv12_to_rgb(src: &Nv12Planes<'_>, rgb: &mut Vec<u8>) -> Result<()> {
 /// Grey (Y only) to packed RGB24.
 pub fn grey_to_rgb(src: &GreyPlane<'_>, rgb: &mut Vec<u8>) -> Result<()> {
     check_size(src.width, src.height)?;
-    check_plane("Y", src.y, src.y_stride, src.width as usize, src.height as usize)?;
+    check_plane(
+        "Y",
+        src.y,
+        src.y_stride,
+        src.width as usize,
+        src.height as usize,
+    )?;
     let image = YuvGrayImage {
         y_plane: src.y,
         y_stride: src.y_stride as u32,
@@ -90,7 +102,13 @@ pub fn grey_to_rgb(src: &GreyPlane<'_>, rgb: &mut Vec<u8>) -> Result<()> {
 pub fn validate_i420(src: &I420Planes<'_>) -> Result<()> {
     check_size(src.width, src.height)?;
     let (cw, ch) = chroma_size(src.width, src.height);
-    check_plane("Y", src.y, src.y_stride, src.width as usize, src.height as usize)?;
+    check_plane(
+        "Y",
+        src.y,
+        src.y_stride,
+        src.width as usize,
+        src.height as usize,
+    )?;
     check_plane("U", src.u, src.u_stride, cw, ch)?;
     check_plane("V", src.v, src.v_stride, cw, ch)
 }
@@ -131,10 +149,7 @@ pub fn rgb_to_i420(
 }
 
 fn chroma_size(width: u32, height: u32) -> (usize, usize) {
-    (
-        (width as usize).div_ceil(2),
-        (height as usize).div_ceil(2),
-    )
+    ((width as usize).div_ceil(2), (height as usize).div_ceil(2))
 }
 
 fn check_size(width: u32, height: u32) -> Result<()> {
@@ -152,14 +167,22 @@ fn check_size(width: u32, height: u32) -> Result<()> {
 }
 
 /// A plane of `rows` rows of `row_bytes` bytes, `stride` apart; the last row needs no padding.
-fn check_plane(name: &str, data: &[u8], stride: usize, row_bytes: usize, rows: usize) -> Result<()> {
+fn check_plane(
+    name: &str,
+    data: &[u8],
+    stride: usize,
+    row_bytes: usize,
+    rows: usize,
+) -> Result<()> {
     if stride < row_bytes {
         return Err(Error::invalid(format!(
             "{name} stride {stride} is shorter than a row of {row_bytes} bytes"
         )));
     }
     if stride > u32::MAX as usize {
-        return Err(Error::invalid(format!("{name} stride {stride} is too large")));
+        return Err(Error::invalid(format!(
+            "{name} stride {stride} is too large"
+        )));
     }
     let needed = stride
         .checked_mul(rows - 1)
@@ -227,12 +250,24 @@ mod tests {
         let (w, h) = (6, 4);
         let y = vec![180u8; 8 * 4]; // stride 8, padded rows
         let uv: Vec<u8> = [128u8, 128].repeat(4 * 2); // stride 8 (3 pairs + padding)
-        let nv12 = Nv12Planes { width: w, height: h, y: &y, y_stride: 8, uv: &uv, uv_stride: 8 };
+        let nv12 = Nv12Planes {
+            width: w,
+            height: h,
+            y: &y,
+            y_stride: 8,
+            uv: &uv,
+            uv_stride: 8,
+        };
         let mut rgb = Vec::new();
         nv12_to_rgb(&nv12, &mut rgb).unwrap();
         assert!(rgb.iter().all(|&c| c.abs_diff(191) <= 2), "{rgb:?}");
 
-        let grey = GreyPlane { width: w, height: h, y: &y, y_stride: 8 };
+        let grey = GreyPlane {
+            width: w,
+            height: h,
+            y: &y,
+            y_stride: 8,
+        };
         grey_to_rgb(&grey, &mut rgb).unwrap();
         assert_eq!(rgb.len(), 6 * 4 * 3);
         assert!(rgb.iter().all(|&c| c.abs_diff(191) <= 2));
@@ -242,7 +277,14 @@ mod tests {
     fn short_buffers_and_bad_strides_are_rejected() {
         let (y, u, v) = solid_i420(16, 16, 16, 128, 128);
         let ok = I420Planes {
-            width: 16, height: 16, y: &y, y_stride: 16, u: &u, u_stride: 8, v: &v, v_stride: 8,
+            width: 16,
+            height: 16,
+            y: &y,
+            y_stride: 16,
+            u: &u,
+            u_stride: 8,
+            v: &v,
+            v_stride: 8,
         };
         let mut rgb = Vec::new();
         let cases = [
@@ -251,7 +293,10 @@ mod tests {
             I420Planes { v: &v[..10], ..ok },
             I420Planes { width: 0, ..ok },
             I420Planes { width: 17, ..ok },
-            I420Planes { height: MAX_DIMENSION + 1, ..ok },
+            I420Planes {
+                height: MAX_DIMENSION + 1,
+                ..ok
+            },
         ];
         for case in cases {
             let err = i420_to_rgb(&case, &mut rgb).unwrap_err();
@@ -272,7 +317,12 @@ mod tests {
         rgb_to_i420(&rgb, w, h, w as usize * 3, &mut i420).unwrap();
         let mut back = Vec::new();
         i420_to_rgb(&i420.planes(), &mut back).unwrap();
-        let worst = rgb.iter().zip(&back).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        let worst = rgb
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
         assert!(worst <= 4, "worst channel error {worst}");
 
         let err = rgb_to_i420(&rgb[..rgb.len() - 1], w, h, w as usize * 3, &mut i420);
@@ -285,7 +335,14 @@ mod tests {
     fn output_buffer_is_reused() {
         let (y, u, v) = solid_i420(32, 32, 100, 128, 128);
         let planes = I420Planes {
-            width: 32, height: 32, y: &y, y_stride: 32, u: &u, u_stride: 16, v: &v, v_stride: 16,
+            width: 32,
+            height: 32,
+            y: &y,
+            y_stride: 32,
+            u: &u,
+            u_stride: 16,
+            v: &v,
+            v_stride: 16,
         };
         let mut rgb = Vec::new();
         i420_to_rgb(&planes, &mut rgb).unwrap();

@@ -145,7 +145,12 @@ impl VideoEncoder {
     /// Encodes `image` at `pts` (90 kHz) into `out`. Returns whether a frame was produced
     /// (always, with the settings used here). A size other than the configured one, a short
     /// buffer or a too-small stride is [`crate::ErrorKind::InvalidArgument`].
-    pub fn encode(&mut self, image: &RgbImage<'_>, pts: u64, out: &mut EncodedFrame) -> Result<bool> {
+    pub fn encode(
+        &mut self,
+        image: &RgbImage<'_>,
+        pts: u64,
+        out: &mut EncodedFrame,
+    ) -> Result<bool> {
         let (w, h) = (self.config.width, self.config.height);
         if image.width != w || image.height != h {
             return Err(Error::invalid(format!(

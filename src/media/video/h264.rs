@@ -43,19 +43,35 @@ impl H264Decoder {
         if access_unit.is_empty() {
             return Err(Error::invalid("empty H.264 access unit"));
         }
-        let Some(yuv) = self.decoder.decode(access_unit).map_err(|e| h264_error("decode", e))? else {
+        let Some(yuv) = self
+            .decoder
+            .decode(access_unit)
+            .map_err(|e| h264_error("decode", e))?
+        else {
             return Ok(None);
         };
         let (width, height) = yuv.dimensions();
         let (y_stride, u_stride, v_stride) = yuv.strides();
+        // The trait accessors borrow the `DecodedYUV` value, but its planes live in the decoder
+        // for the whole `&mut self` borrow (that is the lifetime of `DecodedYUV<'_>` itself), so
+        // re-borrowing them for that lifetime is what the crate promises.
+        // SAFETY: same pointers and lengths, lifetime of the decoder borrow.
+        let (y, u, v) = unsafe {
+            (
+                std::slice::from_raw_parts(yuv.y().as_ptr(), yuv.y().len()),
+                std::slice::from_raw_parts(yuv.u().as_ptr(), yuv.u().len()),
+                std::slice::from_raw_parts(yuv.v().as_ptr(), yuv.v().len()),
+            )
+        };
         let planes = I420Planes {
             width: u32::try_from(width).map_err(|_| Error::internal("H.264 width out of range"))?,
-            height: u32::try_from(height).map_err(|_| Error::internal("H.264 height out of range"))?,
-            y: yuv.y(),
+            height: u32::try_from(height)
+                .map_err(|_| Error::internal("H.264 height out of range"))?,
+            y,
             y_stride,
-            u: yuv.u(),
+            u,
             u_stride,
-            v: yuv.v(),
+            v,
             v_stride,
         };
         Ok(Some(YuvImage::I420(planes)))
@@ -63,7 +79,8 @@ impl H264Decoder {
 }
 
 fn new_encoder(settings: EncoderConfig) -> Result<Encoder> {
-    Encoder::with_api_config(OpenH264API::from_source(), settings).map_err(|e| h264_error("encoder init", e))
+    Encoder::with_api_config(OpenH264API::from_source(), settings)
+        .map_err(|e| h264_error("encoder init", e))
 }
 
 /// Adapts our planes to OpenH264's source trait (its own slice type asserts on sizes).
@@ -99,6 +116,7 @@ pub struct H264Encoder {
     // The openh264 crate initialises the codec on the first encode; until then options
     // cannot be set and a new encoder is made instead.
     started: bool,
+    bitrate: c_int,
     width: u32,
     height: u32,
     next_pts: u64,
@@ -114,8 +132,9 @@ impl H264Encoder {
             .rate_control_mode(RateControlMode::Bitrate)
             .bitrate(BitRate::from_bps(config.bitrate))
             .max_frame_rate(FrameRate::from_hz(config.framerate as f32))
-            // Every input picture yields an output picture; rate control works through QP.
-            .skip_frames(false)
+            // OpenH264 only holds a bitrate with frame skipping on (as WebRTC runs it); a
+            // skipped picture is reported as "no frame".
+            .skip_frames(true)
             .complexity(Complexity::Low)
             .sps_pps_strategy(SpsPpsStrategy::ConstantId)
             .intra_frame_period(IntraFramePeriod::from_num_frames(config.keyframe_interval))
@@ -124,6 +143,8 @@ impl H264Encoder {
             encoder: new_encoder(settings)?,
             settings,
             started: false,
+            bitrate: c_int::try_from(config.bitrate)
+                .map_err(|_| Error::invalid("bitrate too large"))?,
             width: config.width,
             height: config.height,
             next_pts: 0,
@@ -140,29 +161,59 @@ impl H264Encoder {
         if !self.started {
             self.settings = self.settings.bitrate(BitRate::from_bps(bitrate));
             self.encoder = new_encoder(self.settings)?;
+            self.bitrate =
+                c_int::try_from(bitrate).map_err(|_| Error::invalid("bitrate too large"))?;
             return Ok(());
         }
         let bitrate = c_int::try_from(bitrate).map_err(|_| Error::invalid("bitrate too large"))?;
-        // The maximum first: OpenH264 clamps the target to it, and it started equal to the
-        // initial target.
-        for option in [sys::ENCODER_OPTION_MAX_BITRATE, sys::ENCODER_OPTION_BITRATE] {
+        self.apply_bitrate(bitrate)
+    }
+
+    /// Sets the target and, above it, the maximum (OpenH264 undershoots badly when they are
+    /// equal, which is how the openh264 crate starts). OpenH264 rejects a target above the
+    /// current maximum, so the maximum moves first when raising and last when lowering.
+    fn apply_bitrate(&mut self, bitrate: c_int) -> Result<()> {
+        let target = (sys::ENCODER_OPTION_BITRATE, sys::SPATIAL_LAYER_ALL, bitrate);
+        let max = (
+            sys::ENCODER_OPTION_MAX_BITRATE,
+            sys::SPATIAL_LAYER_0,
+            bitrate.saturating_add(bitrate / 2),
+        );
+        let steps = if bitrate > self.bitrate {
+            [max, target]
+        } else {
+            [target, max]
+        };
+        for (option, layer, value) in steps {
             let mut info = sys::SBitrateInfo {
-                iLayer: sys::SPATIAL_LAYER_ALL,
-                iBitrate: bitrate,
+                iLayer: layer,
+                iBitrate: value,
             };
             // SAFETY: both options take a pointer to an SBitrateInfo, valid for the call; the
             // codec was initialised by the first encode.
-            let rc = unsafe { self.encoder.raw_api().set_option(option, ptr::addr_of_mut!(info).cast()) };
+            let rc = unsafe {
+                self.encoder
+                    .raw_api()
+                    .set_option(option, ptr::addr_of_mut!(info).cast())
+            };
             if rc != 0 {
-                return Err(Error::internal(format!("H.264 bitrate change failed (code {rc})")));
+                return Err(Error::internal(format!(
+                    "H.264 bitrate change failed (code {rc})"
+                )));
             }
         }
+        self.bitrate = bitrate;
         Ok(())
     }
 
     /// Encodes one picture of the configured size at `pts` (90 kHz) into `out`, replacing its
     /// contents with an Annex-B access unit. Returns whether a picture was produced.
-    pub fn encode(&mut self, image: &I420Planes<'_>, pts: u64, out: &mut EncodedFrame) -> Result<bool> {
+    pub fn encode(
+        &mut self,
+        image: &I420Planes<'_>,
+        pts: u64,
+        out: &mut EncodedFrame,
+    ) -> Result<bool> {
         if image.width != self.width || image.height != self.height {
             return Err(Error::invalid(format!(
                 "H.264 encoder is configured for {}x{}, got {}x{}",
@@ -173,6 +224,7 @@ impl H264Encoder {
         validate_i420(image)?;
         let pts = pts.max(self.next_pts);
         self.next_pts = pts + 1;
+        let first = !self.started;
         self.started = true;
         let stream = self
             .encoder
@@ -181,10 +233,13 @@ impl H264Encoder {
         out.data.clear();
         out.pts = pts;
         out.keyframe = matches!(stream.frame_type(), FrameType::IDR | FrameType::I);
-        if matches!(stream.frame_type(), FrameType::Skip | FrameType::Invalid) {
-            return Ok(false);
+        if !matches!(stream.frame_type(), FrameType::Skip | FrameType::Invalid) {
+            stream.write_vec(&mut out.data);
         }
-        stream.write_vec(&mut out.data);
+        if first {
+            // Only now is the codec initialised and able to take the bitrate headroom.
+            self.apply_bitrate(self.bitrate)?;
+        }
         Ok(!out.data.is_empty())
     }
 }

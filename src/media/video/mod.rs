@@ -18,7 +18,7 @@ mod tests;
 pub use decoder::VideoDecoder;
 pub use encoder::{EncodedFrame, VideoEncoder, VideoEncoderConfig};
 pub use frame::{
-    GreyPlane, I420Buffer, I420Planes, Nv12Planes, RgbImage, VideoCodec, VideoFrame,
-    VideoSource, YuvImage,
+    GreyPlane, I420Buffer, I420Planes, Nv12Planes, RgbImage, VideoCodec, VideoFrame, VideoSource,
+    YuvImage,
 };
 pub use slot::{LatestFrame, TakeError};

@@ -100,7 +100,10 @@ mod tests {
         let mut rgb = Vec::new();
         for frame in [0, 1, 7, 100] {
             draw(640, 480, frame, &mut rgb);
-            assert_eq!(find_marker(&rgb, 640, 480), Some(marker_position(640, 480, frame)));
+            assert_eq!(
+                find_marker(&rgb, 640, 480),
+                Some(marker_position(640, 480, frame))
+            );
         }
         assert_eq!(mean_abs_error(&rgb, &rgb), [0.0; 3]);
     }

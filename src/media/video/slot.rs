@@ -127,7 +127,9 @@ impl LatestFrame {
         st.fresh = true;
         st.published += 1;
         if st.snapshot_waiters > 0 {
-            let State { latest, snapshot, .. } = &mut *st;
+            let State {
+                latest, snapshot, ..
+            } = &mut *st;
             snapshot.clone_from(latest);
             st.snapshot_seq = st.published;
         }
@@ -150,7 +152,11 @@ impl LatestFrame {
     /// Copies the next frame published after this call into `out` (Pipecat's
     /// UserImageRequest), without consuming it for [`LatestFrame::take`]. Timeouts as in
     /// [`LatestFrame::take`]; `None` can only fail.
-    pub fn snapshot(&self, out: &mut VideoFrame, timeout: Option<Duration>) -> Result<(), TakeError> {
+    pub fn snapshot(
+        &self,
+        out: &mut VideoFrame,
+        timeout: Option<Duration>,
+    ) -> Result<(), TakeError> {
         let mut st = self.state.lock();
         let after = st.published;
         st.snapshot_waiters += 1;
@@ -245,7 +251,10 @@ mod tests {
         slot.take(&mut out, None).unwrap();
         assert_eq!((out.pts, out.source), (5, VideoSource::Screen));
         assert_eq!((slot.published(), slot.overwritten()), (5, 4));
-        assert_eq!(slot.take(&mut out, Some(Duration::from_millis(5))), Err(TakeError::Timeout));
+        assert_eq!(
+            slot.take(&mut out, Some(Duration::from_millis(5))),
+            Err(TakeError::Timeout)
+        );
     }
 
     #[test]
@@ -278,7 +287,8 @@ mod tests {
             let slot = slot.clone();
             thread::spawn(move || {
                 let mut out = VideoFrame::default();
-                slot.take(&mut out, Some(Duration::from_secs(10))).map(|()| out.pts)
+                slot.take(&mut out, Some(Duration::from_secs(10)))
+                    .map(|()| out.pts)
             })
         };
         let mut work = VideoFrame::default();
@@ -288,7 +298,9 @@ mod tests {
 
         let waiter = {
             let slot = slot.clone();
-            thread::spawn(move || slot.take(&mut VideoFrame::default(), Some(Duration::from_secs(10))))
+            thread::spawn(move || {
+                slot.take(&mut VideoFrame::default(), Some(Duration::from_secs(10)))
+            })
         };
         slot.close();
         assert_eq!(waiter.join().unwrap(), Err(TakeError::Closed));
@@ -307,7 +319,8 @@ mod tests {
             let slot = slot.clone();
             thread::spawn(move || {
                 let mut out = VideoFrame::default();
-                slot.snapshot(&mut out, Some(Duration::from_secs(10))).map(|()| out.pts)
+                slot.snapshot(&mut out, Some(Duration::from_secs(10)))
+                    .map(|()| out.pts)
             })
         };
         // Publish until the snapshot thread has seen a frame published after it started.
@@ -334,6 +347,9 @@ mod tests {
         slot.publish(&mut work);
         slot.clear();
         assert!(!slot.has_frame());
-        assert_eq!(slot.take(&mut VideoFrame::default(), None), Err(TakeError::WouldBlock));
+        assert_eq!(
+            slot.take(&mut VideoFrame::default(), None),
+            Err(TakeError::WouldBlock)
+        );
     }
 }

@@ -16,23 +16,39 @@ fn encoder(codec: VideoCodec) -> VideoEncoder {
 fn round_trip(codec: VideoCodec) {
     let mut enc = encoder(codec);
     let mut dec = VideoDecoder::new(codec).expect("decoder");
-    let (mut rgb, mut encoded, mut decoded) = (Vec::new(), EncodedFrame::default(), VideoFrame::default());
+    let (mut rgb, mut encoded, mut decoded) =
+        (Vec::new(), EncodedFrame::default(), VideoFrame::default());
     let mut worst = [0f64; 3];
     for i in 0..30u64 {
         pattern::draw(W, H, i, &mut rgb);
-        assert!(enc.encode(&RgbImage::packed(&rgb, W, H), i * 3000, &mut encoded).unwrap());
+        assert!(enc
+            .encode(&RgbImage::packed(&rgb, W, H), i * 3000, &mut encoded)
+            .unwrap());
         assert_eq!(encoded.keyframe, i == 0, "frame {i}");
-        assert!(dec.decode(&encoded.data, encoded.pts, &mut decoded).unwrap(), "frame {i}");
-        assert_eq!((decoded.width, decoded.height, decoded.pts), (W, H, i * 3000));
+        assert!(
+            dec.decode(&encoded.data, encoded.pts, &mut decoded)
+                .unwrap(),
+            "frame {i}"
+        );
+        assert_eq!(
+            (decoded.width, decoded.height, decoded.pts),
+            (W, H, i * 3000)
+        );
         let err = pattern::mean_abs_error(&rgb, &decoded.rgb);
         for c in 0..3 {
             worst[c] = worst[c].max(err[c]);
         }
         let (ex, ey) = pattern::marker_position(W, H, i);
         let (fx, fy) = pattern::find_marker(&decoded.rgb, W, H).expect("marker");
-        assert!(fx.abs_diff(ex) <= 2 && fy.abs_diff(ey) <= 2, "frame {i}: marker at {fx},{fy}, drawn at {ex},{ey}");
+        assert!(
+            fx.abs_diff(ex) <= 2 && fy.abs_diff(ey) <= 2,
+            "frame {i}: marker at {fx},{fy}, drawn at {ex},{ey}"
+        );
     }
-    assert!(worst.iter().all(|&e| e < 10.0), "{codec:?}: worst mean abs error {worst:?}");
+    assert!(
+        worst.iter().all(|&e| e < 10.0),
+        "{codec:?}: worst mean abs error {worst:?}"
+    );
 }
 
 #[test]
@@ -54,7 +70,8 @@ fn keyframes_on_demand(codec: VideoCodec) {
             enc.force_keyframe();
         }
         pattern::draw(W, H, i, &mut rgb);
-        enc.encode(&RgbImage::packed(&rgb, W, H), i * 3000, &mut out).unwrap();
+        enc.encode(&RgbImage::packed(&rgb, W, H), i * 3000, &mut out)
+            .unwrap();
         if out.keyframe {
             keyframes.push(i);
         }
@@ -65,15 +82,22 @@ fn keyframes_on_demand(codec: VideoCodec) {
     // (which is when the runtime asks for a keyframe), then recovers at the next keyframe.
     let mut late = VideoDecoder::new(codec).unwrap();
     let mut frame = VideoFrame::default();
-    enc.encode(&RgbImage::packed(&rgb, W, H), 12 * 3000, &mut out).unwrap();
+    enc.encode(&RgbImage::packed(&rgb, W, H), 12 * 3000, &mut out)
+        .unwrap();
     assert!(!out.keyframe);
     let joined_mid_stream = late.decode(&out.data, 0, &mut frame);
-    assert!(!matches!(joined_mid_stream, Ok(true)), "{codec:?}: {joined_mid_stream:?}");
+    assert!(
+        !matches!(joined_mid_stream, Ok(true)),
+        "{codec:?}: {joined_mid_stream:?}"
+    );
     enc.force_keyframe();
-    enc.encode(&RgbImage::packed(&rgb, W, H), 13 * 3000, &mut out).unwrap();
+    enc.encode(&RgbImage::packed(&rgb, W, H), 13 * 3000, &mut out)
+        .unwrap();
     assert!(out.keyframe);
     assert!(late.decode(&out.data, 1, &mut frame).unwrap());
-    assert!(pattern::mean_abs_error(&rgb, &frame.rgb).iter().all(|&e| e < 10.0));
+    assert!(pattern::mean_abs_error(&rgb, &frame.rgb)
+        .iter()
+        .all(|&e| e < 10.0));
 }
 
 #[test]
@@ -91,7 +115,8 @@ fn h264_output_is_constrained_baseline_annex_b() {
     let mut enc = encoder(VideoCodec::H264);
     let (mut rgb, mut out) = (Vec::new(), EncodedFrame::default());
     pattern::draw(W, H, 0, &mut rgb);
-    enc.encode(&RgbImage::packed(&rgb, W, H), 0, &mut out).unwrap();
+    enc.encode(&RgbImage::packed(&rgb, W, H), 0, &mut out)
+        .unwrap();
     assert!(out.data.starts_with(&[0, 0, 0, 1]) || out.data.starts_with(&[0, 0, 1]));
     let sps = out
         .data
@@ -101,7 +126,11 @@ fn h264_output_is_constrained_baseline_annex_b() {
         .expect("SPS in the first access unit");
     let (profile_idc, constraints) = (out.data[sps], out.data[sps + 1]);
     assert_eq!(profile_idc, 66, "baseline");
-    assert_ne!(constraints & 0x40, 0, "constraint_set1_flag (constrained baseline)");
+    assert_ne!(
+        constraints & 0x40,
+        0,
+        "constraint_set1_flag (constrained baseline)"
+    );
 }
 
 #[test]
@@ -113,25 +142,46 @@ fn wrong_sizes_and_strides_are_rejected() {
         let cases = [
             RgbImage::packed(&rgb, 320, 240),
             RgbImage::packed(&rgb[..rgb.len() - 1], W, H),
-            RgbImage { stride: W as usize * 3 - 3, ..RgbImage::packed(&rgb, W, H) },
-            RgbImage { stride: W as usize * 3 + 16, ..RgbImage::packed(&rgb, W, H) },
+            RgbImage {
+                stride: W as usize * 3 - 3,
+                ..RgbImage::packed(&rgb, W, H)
+            },
+            RgbImage {
+                stride: W as usize * 3 + 16,
+                ..RgbImage::packed(&rgb, W, H)
+            },
         ];
         for (i, image) in cases.iter().enumerate() {
             let err = enc.encode(image, 0, &mut out).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{codec:?} case {i}: {err}");
+            assert_eq!(
+                err.kind(),
+                ErrorKind::InvalidArgument,
+                "{codec:?} case {i}: {err}"
+            );
             assert!(err.message().len() > 10, "{err}");
         }
         // A padded stride with a buffer to match is fine.
         let padded = vec![0u8; (W as usize * 3 + 16) * H as usize];
-        let image = RgbImage { stride: W as usize * 3 + 16, ..RgbImage::packed(&padded, W, H) };
+        let image = RgbImage {
+            stride: W as usize * 3 + 16,
+            ..RgbImage::packed(&padded, W, H)
+        };
         assert!(enc.encode(&image, 0, &mut out).unwrap());
     }
     for (w, h) in [(0, 480), (641, 480), (640, 479), (4096, 2160)] {
-        let err = VideoEncoder::new(VideoEncoderConfig::new(VideoCodec::Vp8, w, h)).err().unwrap();
+        let err = VideoEncoder::new(VideoEncoderConfig::new(VideoCodec::Vp8, w, h))
+            .err()
+            .unwrap();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{w}x{h}");
     }
-    let config = VideoEncoderConfig { bitrate: 0, ..VideoEncoderConfig::new(VideoCodec::H264, W, H) };
-    assert_eq!(config.validate().unwrap_err().kind(), ErrorKind::InvalidArgument);
+    let config = VideoEncoderConfig {
+        bitrate: 0,
+        ..VideoEncoderConfig::new(VideoCodec::H264, W, H)
+    };
+    assert_eq!(
+        config.validate().unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 }
 
 #[test]
@@ -139,9 +189,17 @@ fn garbage_and_empty_input_are_errors_not_panics() {
     for codec in [VideoCodec::Vp8, VideoCodec::H264] {
         let mut dec = VideoDecoder::new(codec).unwrap();
         let mut frame = VideoFrame::default();
-        assert_eq!(dec.decode(&[], 0, &mut frame).unwrap_err().kind(), ErrorKind::InvalidArgument);
-        let garbage: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-        assert!(!matches!(dec.decode(&garbage, 0, &mut frame), Ok(true)), "{codec:?}");
+        assert_eq!(
+            dec.decode(&[], 0, &mut frame).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        let garbage: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert!(
+            !matches!(dec.decode(&garbage, 0, &mut frame), Ok(true)),
+            "{codec:?}"
+        );
     }
 }
 
@@ -162,13 +220,20 @@ fn bitrate_changes_take_effect() {
                 for (j, c) in rgb.iter_mut().enumerate().step_by(7) {
                     *c = c.wrapping_add(((j as u64 * 31 + n * 17) % 23) as u8);
                 }
-                enc.encode(&RgbImage::packed(&rgb, W, H), n * 3000, &mut out).unwrap();
+                enc.encode(&RgbImage::packed(&rgb, W, H), n * 3000, &mut out)
+                    .unwrap();
                 if i >= 10 {
                     sizes[phase as usize] += out.data.len();
                 }
             }
         }
-        assert!(sizes[1] > sizes[0] * 2, "{codec:?}: bytes at 300k vs 3M: {sizes:?}");
-        assert_eq!(enc.set_bitrate(1).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert!(
+            sizes[1] > sizes[0] * 2,
+            "{codec:?}: bytes at 300k vs 3M: {sizes:?}"
+        );
+        assert_eq!(
+            enc.set_bitrate(1).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
     }
 }

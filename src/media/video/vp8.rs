@@ -50,8 +50,13 @@ impl Vp8Decoder {
     pub fn new() -> Result<Self> {
         // SAFETY: an all-zero context is libvpx's "not initialised" state and a valid Rust value
         // (null pointers, VPX_CODEC_OK); dec_init fills it.
-        let mut ctx: Box<vpx::vpx_codec_ctx_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
-        let cfg = vpx::vpx_codec_dec_cfg_t { threads: 1, w: 0, h: 0 };
+        let mut ctx: Box<vpx::vpx_codec_ctx_t> =
+            Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+        let cfg = vpx::vpx_codec_dec_cfg_t {
+            threads: 1,
+            w: 0,
+            h: 0,
+        };
         // SAFETY: ctx and cfg are valid for the call; libvpx copies cfg.
         let err = unsafe {
             vpx::vpx_codec_dec_init_ver(
@@ -75,9 +80,12 @@ impl Vp8Decoder {
         if data.is_empty() {
             return Err(Error::invalid("empty VP8 frame"));
         }
-        let len = c_uint::try_from(data.len()).map_err(|_| Error::invalid("VP8 frame too large"))?;
+        let len =
+            c_uint::try_from(data.len()).map_err(|_| Error::invalid("VP8 frame too large"))?;
         // SAFETY: data is valid for len bytes during the call; libvpx does not keep it.
-        let err = unsafe { vpx::vpx_codec_decode(&mut *self.ctx, data.as_ptr(), len, ptr::null_mut(), 0) };
+        let err = unsafe {
+            vpx::vpx_codec_decode(&mut *self.ctx, data.as_ptr(), len, ptr::null_mut(), 0)
+        };
         if err != vpx::VPX_CODEC_OK {
             return Err(vpx_error(&mut self.ctx, "decode", err));
         }
@@ -117,10 +125,16 @@ unsafe fn image_planes<'a>(img: &'a vpx::vpx_image_t) -> Result<YuvImage<'a>> {
     let swap_uv = match fmt {
         f if f == vpx::vpx_img_fmt::VPX_IMG_FMT_I420 as u32 => false,
         f if f == vpx::vpx_img_fmt::VPX_IMG_FMT_YV12 as u32 => true,
-        other => return Err(Error::internal(format!("VP8 decoder output format {other:#x} not supported"))),
+        other => {
+            return Err(Error::internal(format!(
+                "VP8 decoder output format {other:#x} not supported"
+            )))
+        }
     };
     if width == 0 || height == 0 || img.stride[..3].iter().any(|&s| s <= 0) {
-        return Err(Error::internal("VP8 decoder returned an empty or flipped image"));
+        return Err(Error::internal(
+            "VP8 decoder returned an empty or flipped image",
+        ));
     }
     let (cw, ch) = ((width as usize).div_ceil(2), (height as usize).div_ceil(2));
     let plane = |i: usize, row: usize, rows: usize| {
@@ -167,9 +181,13 @@ impl Vp8Encoder {
     pub fn new(config: &VideoEncoderConfig) -> Result<Self> {
         let mut cfg = MaybeUninit::<vpx::vpx_codec_enc_cfg_t>::uninit();
         // SAFETY: config_default fully initialises cfg when it returns OK.
-        let err = unsafe { vpx::vpx_codec_enc_config_default(vpx::vpx_codec_vp8_cx(), cfg.as_mut_ptr(), 0) };
+        let err = unsafe {
+            vpx::vpx_codec_enc_config_default(vpx::vpx_codec_vp8_cx(), cfg.as_mut_ptr(), 0)
+        };
         if err != vpx::VPX_CODEC_OK {
-            return Err(Error::internal(format!("VP8 default config failed: {err:?}")));
+            return Err(Error::internal(format!(
+                "VP8 default config failed: {err:?}"
+            )));
         }
         // SAFETY: initialised above.
         let mut cfg = unsafe { cfg.assume_init() };
@@ -177,7 +195,10 @@ impl Vp8Encoder {
         cfg.g_w = config.width;
         cfg.g_h = config.height;
         cfg.g_threads = 1;
-        cfg.g_timebase = vpx::vpx_rational { num: 1, den: CLOCK_RATE as c_int };
+        cfg.g_timebase = vpx::vpx_rational {
+            num: 1,
+            den: CLOCK_RATE as c_int,
+        };
         cfg.g_lag_in_frames = 0;
         cfg.g_error_resilient = vpx::VPX_ERROR_RESILIENT_DEFAULT;
         cfg.g_pass = vpx::vpx_enc_pass::VPX_RC_ONE_PASS;
@@ -205,7 +226,13 @@ impl Vp8Encoder {
         let EncoderContext { ctx, cfg } = &mut *inner;
         // SAFETY: ctx and cfg live in the box, which outlives the encoder.
         let err = unsafe {
-            vpx::vpx_codec_enc_init_ver(ctx, vpx::vpx_codec_vp8_cx(), cfg, 0, vpx::VPX_ENCODER_ABI_VERSION as c_int)
+            vpx::vpx_codec_enc_init_ver(
+                ctx,
+                vpx::vpx_codec_vp8_cx(),
+                cfg,
+                0,
+                vpx::VPX_ENCODER_ABI_VERSION as c_int,
+            )
         };
         if err != vpx::VPX_CODEC_OK {
             return Err(vpx_error(ctx, "encoder init", err));
@@ -228,7 +255,9 @@ impl Vp8Encoder {
         let mut encoder = encoder;
         for (id, value) in controls {
             // SAFETY: these controls take one int, as passed.
-            let err = unsafe { vpx::vpx_codec_control_(&mut encoder.inner.ctx, id as c_int, value as c_int) };
+            let err = unsafe {
+                vpx::vpx_codec_control_(&mut encoder.inner.ctx, id as c_int, value as c_int)
+            };
             if err != vpx::VPX_CODEC_OK {
                 return Err(vpx_error(&mut encoder.inner.ctx, "encoder control", err));
             }
@@ -255,7 +284,12 @@ impl Vp8Encoder {
 
     /// Encodes one picture of the configured size at `pts` (90 kHz) into `out`, replacing its
     /// contents. Returns whether a frame was produced.
-    pub fn encode(&mut self, image: &I420Planes<'_>, pts: u64, out: &mut EncodedFrame) -> Result<bool> {
+    pub fn encode(
+        &mut self,
+        image: &I420Planes<'_>,
+        pts: u64,
+        out: &mut EncodedFrame,
+    ) -> Result<bool> {
         if image.width != self.width || image.height != self.height {
             return Err(Error::invalid(format!(
                 "VP8 encoder is configured for {}x{}, got {}x{}",
@@ -291,7 +325,11 @@ impl Vp8Encoder {
         // libvpx needs strictly increasing timestamps.
         let pts = pts.max(self.next_pts);
         self.next_pts = pts + 1;
-        let flags = if std::mem::take(&mut self.force_keyframe) { vpx::VPX_EFLAG_FORCE_KF as c_long } else { 0 };
+        let flags = if std::mem::take(&mut self.force_keyframe) {
+            vpx::VPX_EFLAG_FORCE_KF as c_long
+        } else {
+            0
+        };
         let ctx = &mut self.inner.ctx;
         // SAFETY: ctx is initialised; img points at planes valid for the call.
         let err = unsafe {
@@ -321,7 +359,10 @@ impl Vp8Encoder {
             unsafe {
                 if (*pkt).kind == vpx::vpx_codec_cx_pkt_kind::VPX_CODEC_CX_FRAME_PKT {
                     let frame = &(*pkt).data.frame;
-                    out.data.extend_from_slice(std::slice::from_raw_parts(frame.buf as *const u8, frame.sz));
+                    out.data.extend_from_slice(std::slice::from_raw_parts(
+                        frame.buf as *const u8,
+                        frame.sz as usize,
+                    ));
                     out.keyframe |= frame.flags & vpx::VPX_FRAME_IS_KEY != 0;
                 }
             }

@@ -35,12 +35,17 @@ export function parseArgs(argv) {
 
 // ---------------------------------------------------------------- WAV
 // The test signal: 48 kHz mono s16, a tone burst (`freq` Hz, `onMs` on with
-// 5 ms raised-cosine ramps) at the start of every `periodMs`; `seconds` long,
-// a whole number of periods so Chromium's looping of the file keeps the rhythm.
-export const TONE = { rate: 48000, freq: 440, onMs: 200, periodMs: 1000, amplitude: 0.5, seconds: 30 };
+// 5 ms raised-cosine ramps) at the start of every `periodMs`, over a quiet
+// continuous bed tone (`bedFreq` Hz, -26 dBFS) so that the first echoed audio
+// is seen as soon as it arrives, not at the next burst; `seconds` long, a
+// whole number of periods so Chromium's looping of the file keeps the rhythm.
+export const TONE = {
+  rate: 48000, freq: 440, onMs: 200, periodMs: 1000, amplitude: 0.5,
+  bedFreq: 1000, bedAmplitude: 0.05, seconds: 30,
+};
 
 export function writeToneWav(path, tone = TONE) {
-  const { rate, freq, onMs, periodMs, amplitude, seconds } = tone;
+  const { rate, freq, onMs, periodMs, amplitude, bedFreq, bedAmplitude, seconds } = tone;
   const n = rate * seconds;
   const buf = Buffer.alloc(44 + n * 2);
   buf.write("RIFF", 0);
@@ -61,12 +66,12 @@ export function writeToneWav(path, tone = TONE) {
   const ramp = Math.round(rate * 0.005);
   for (let i = 0; i < n; i++) {
     const k = i % period;
-    let v = 0;
+    let v = bedAmplitude * Math.sin((2 * Math.PI * bedFreq * i) / rate);
     if (k < on) {
       let g = 1;
       if (k < ramp) g = 0.5 - 0.5 * Math.cos((Math.PI * k) / ramp);
       else if (k >= on - ramp) g = 0.5 - 0.5 * Math.cos((Math.PI * (on - k)) / ramp);
-      v = amplitude * g * Math.sin((2 * Math.PI * freq * k) / rate);
+      v += amplitude * g * Math.sin((2 * Math.PI * freq * k) / rate);
     }
     buf.writeInt16LE(Math.max(-32768, Math.min(32767, Math.round(v * 32767))), 44 + i * 2);
   }
@@ -289,6 +294,8 @@ export function analyseEcho(env, { tone = TONE, minBursts = 3, maxLagMs = 700 } 
   res.remoteBurstMs = round(median(good.map((m) => m.durMs)));
   res.remoteFreqHz = round(median(good.map((m) => m.freqHz)));
   res.firstRemoteBurstCtxTime = remote.length ? remote[0].start : null;
+  // The first remote audio that is not silence (the bed tone, or a burst).
+  res.firstRemoteAudioCtxTime = env.find((r) => r[2] >= 0.005)?.[0] ?? null;
   if (good.length < minBursts) {
     res.problems.push(
       `heard ${good.length} echoed tone bursts (need ${minBursts}); remote bursts ${remote.length}, matched ${matched.length}: ` +
@@ -314,7 +321,8 @@ export function cleanupDir(dir) {
 
 // ---------------------------------------------------------------- driver steps
 // Sends a message with `send()` and waits for it to come back as
-// {"echo": <the message as it went on the wire>}. `pick` finds the sent
+// {"echo": <the message as it went on the wire>} (a message that is not JSON:
+// {"echo": "<the text>"}). `pick` finds the sent
 // message among the probe's log of sent data-channel messages.
 export async function checkMessageEcho(page, send, pick, what, { timeoutMs = 5000 } = {}) {
   const before = await page.evaluate(() => window.__swrtcProbe.sent.length);
@@ -330,11 +338,11 @@ export async function checkMessageEcho(page, send, pick, what, { timeoutMs = 500
   try {
     const got = await waitFor(timeoutMs, `the echo of ${what}`, () =>
       page.evaluate(() => window.__swrtcProbe.received).then((rs) =>
-        rs.find((r) => r.json && r.t >= sent.t && deepEqual(r.json, { echo: sent.json }))));
-    return { ok: true, rttMs: Math.round((got.t - sent.t) * 10) / 10, sent: sent.json };
+        rs.find((r) => r.json && r.t >= sent.t && deepEqual(r.json, { echo: sent.json ?? sent.text }))));
+    return { ok: true, rttMs: Math.round((got.t - sent.t) * 10) / 10, sent: sent.json ?? sent.text };
   } catch (e) {
     const rs = await page.evaluate(() => window.__swrtcProbe.received.slice(-5));
-    return { ok: false, problem: `${e.message}; sent ${JSON.stringify(sent.json).slice(0, 200)}; last received: ${JSON.stringify(rs).slice(0, 400)}` };
+    return { ok: false, problem: `${e.message}; sent ${JSON.stringify(sent.json ?? sent.text).slice(0, 200)}; last received: ${JSON.stringify(rs).slice(0, 400)}` };
   }
 }
 
@@ -350,7 +358,23 @@ export async function checkAudioEcho(page, { minBursts = 5, timeoutMs = 15000 } 
     }, 250);
     return { echo };
   } catch (e) {
-    return { echo, problem: `audio: ${e.message}: ${(echo?.problems ?? []).join("; ")}` };
+    const tap = await page.evaluate(() => {
+      const p = window.__swrtcProbe;
+      const pc = p.pcs.at(-1);
+      return {
+        started: !!p.audio,
+        remoteAudioTrack: p.events.some((e) => e.ev === "remote-track" && e.kind === "audio"),
+        audioDirection: pc?.getTransceivers().find((t) => t.receiver.track.kind === "audio")?.currentDirection ?? null,
+        tapError: p.events.find((e) => e.ev === "audio-tap-error")?.error ?? null,
+      };
+    }).catch(() => null);
+    let why = (echo?.problems ?? []).join("; ");
+    if (tap && !tap.started) {
+      why = tap.remoteAudioTrack
+        ? `the audio tap did not start (${tap.tapError ?? "no local audio track on a sender?"})`
+        : `no remote audio track arrived (audio transceiver direction: ${tap.audioDirection})`;
+    }
+    return { echo, problem: `audio: ${e.message}: ${why}` };
   }
 }
 
@@ -379,8 +403,8 @@ export async function collectReport(page, { offerUrl, echo, pcExpr = null }) {
   const pcConnected = snap.events.find((e) => e.ev === "pc-state" && e.state === "connected");
   const rel = (t) => (t == null || !post ? null : Math.round((t - post.t0) * 10) / 10);
   let firstEchoPerf = null;
-  if (echo?.firstRemoteBurstCtxTime != null && snap.clock) {
-    firstEchoPerf = snap.clock[1] + (echo.firstRemoteBurstCtxTime - snap.clock[0]) * 1000;
+  if (echo?.firstRemoteAudioCtxTime != null && snap.clock) {
+    firstEchoPerf = snap.clock[1] + (echo.firstRemoteAudioCtxTime - snap.clock[0]) * 1000;
   }
   const problems = [];
   if (!post) problems.push("the page made no POST to the offer URL");

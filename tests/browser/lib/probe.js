@@ -130,12 +130,31 @@
     registerProcessor("swrtc-envelope", SwrtcEnvelope);
   `;
 
+  // The AudioContext and its worklet are made at page start, so that the tap
+  // is running before the first remote audio can arrive.
+  let ctxReady = null;
+  const prepareAudio = () => {
+    if (!ctxReady) {
+      ctxReady = (async () => {
+        const ctx = new AudioContext({ sampleRate: 48000 });
+        const url = URL.createObjectURL(new Blob([WORKLET], { type: "application/javascript" }));
+        await ctx.audioWorklet.addModule(url);
+        return ctx;
+      })();
+      ctxReady.catch((e) => log("audio-prepare-error", { error: String(e) }));
+    }
+    return ctxReady;
+  };
+  try {
+    prepareAudio();
+  } catch (e) {
+    log("audio-prepare-error", { error: String(e) });
+  }
+
   probe.startAudio = async (localTrack, remoteTrack) => {
     if (probe.audio) return;
-    const ctx = new AudioContext({ sampleRate: 48000 });
+    const ctx = await prepareAudio();
     await ctx.resume();
-    const url = URL.createObjectURL(new Blob([WORKLET], { type: "application/javascript" }));
-    await ctx.audioWorklet.addModule(url);
     const node = new AudioWorkletNode(ctx, "swrtc-envelope", {
       numberOfInputs: 2,
       numberOfOutputs: 1,

@@ -1,0 +1,339 @@
+//! C ABI of the signalling server: configuration, start, new peers by callback or pull,
+//! local port, stop. Conversions only; the server lives in `crate::signalling`.
+
+use std::ffi::{c_char, c_void, CString};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind};
+use crate::runtime::Runtime;
+use crate::signalling::{ConnectionMode, IceServer, NewPeer, Server, ServerConfig};
+
+use super::peer::{from_c_config, to_c_config, SwrtcPeer, SwrtcPeerConfig};
+use super::runtime::SwrtcRuntime;
+use super::{cstr_opt, guard, invalid, SwrtcResult};
+
+/// A running HTTP signalling server (Pipecat's SmallWebRTC endpoints). Opaque.
+pub struct SwrtcServer {
+    server: Server,
+}
+
+/// Settings of a signalling server. Fill with `swrtc_server_config_default` first, then
+/// change fields. Strings are NUL-terminated and copied by `swrtc_server_new`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct SwrtcServerConfig {
+    /// Address to listen on, "IP:PORT" (port 0: any, see `swrtc_server_local_port`).
+    /// NULL: "127.0.0.1:7860". On a loopback address, peers bind and answer with it
+    /// unless `peer.bind_ip` is set.
+    pub addr: *const c_char,
+    /// Settings of every peer the server creates (defaults from `swrtc_peer_config_default`).
+    pub peer: SwrtcPeerConfig,
+    /// Allow one connection at a time (others get HTTP 400). Default false.
+    pub single_connection: bool,
+    /// Compact every answer for pipecat-esp32 firmware (<= 4096 bytes, sha-256 only, CRLF).
+    /// Offers with the ESP32's SAVP profile are compacted even without it. Default false.
+    pub esp32: bool,
+    /// In ESP32 answers, keep only candidates on this IP. NULL: all.
+    pub esp32_host: *const c_char,
+    /// ICE servers `POST /start` hands to clients, as a JSON array of
+    /// `{"urls":[...],"username":...,"credential":...}`. NULL: none.
+    pub ice_servers_json: *const c_char,
+    /// Largest request body in bytes; larger ones get 413. Default 262144.
+    pub max_body: usize,
+    /// HTTP worker threads (1..=256). Default 4.
+    pub http_threads: u32,
+    /// The name in pc_ids ("<name>-<32 hex>"). NULL: "SmallWebRTCConnection".
+    pub pc_id_name: *const c_char,
+    /// Serve the built-in test page at "/". Default true.
+    pub serve_page: bool,
+}
+
+/// Callbacks of a server. With `on_peer` NULL (or no callbacks), new peers wait for
+/// `swrtc_server_accept`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct SwrtcServerCallbacks {
+    /// Passed first to `on_peer`; must stay valid until `swrtc_server_free` returns.
+    pub user_data: *mut c_void,
+    /// A new client connected: `peer` is already answered and now belongs to the app (free
+    /// it with `swrtc_peer_free`; the server keeps no reference that keeps it alive, and
+    /// still renegotiates it while it lives). Its events are pulled with
+    /// `swrtc_peer_poll_event`; call `swrtc_peer_connect` when ready. `pc_id` and
+    /// `request_data_json` (the client's request_data as JSON, "null" if none) are valid
+    /// only during the call. Runs on one of the server's HTTP threads before the answer is
+    /// sent: keep it short (hand the peer to another thread). Any `swrtc_*` function may be
+    /// called from it.
+    pub on_peer: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            peer: *mut SwrtcPeer,
+            pc_id: *const c_char,
+            request_data_json: *const c_char,
+        ),
+    >,
+}
+
+struct CallbackTarget(SwrtcServerCallbacks);
+
+// SAFETY: the header documents that on_peer runs on the server's HTTP threads and that
+// user_data must be usable from them; the library never dereferences user_data.
+unsafe impl Send for CallbackTarget {}
+// SAFETY: as above.
+unsafe impl Sync for CallbackTarget {}
+
+impl CallbackTarget {
+    fn deliver(&self, new: NewPeer) {
+        let Some(f) = self.0.on_peer else { return };
+        let pc_id = CString::new(new.pc_id).unwrap_or_default();
+        let data = CString::new(new.request_data.to_string()).unwrap_or_default();
+        let peer = Box::into_raw(Box::new(SwrtcPeer::from_shared(new.peer)));
+        // SAFETY: the app registered this function for this user_data (see header); the
+        // strings outlive the call; the peer pointer is handed over to the app.
+        unsafe { f(self.0.user_data, peer, pc_id.as_ptr(), data.as_ptr()) };
+    }
+}
+
+/// Fills `cfg` with the defaults (listen on 127.0.0.1:7860, multiple connections, peers
+/// with `swrtc_peer_config_default`'s settings).
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` if `cfg` is NULL. Any thread.
+///
+/// # Safety
+/// `cfg` is NULL or writable for one `SwrtcServerConfig`.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_server_config_default(cfg: *mut SwrtcServerConfig) -> SwrtcResult {
+    if cfg.is_null() {
+        return invalid("cfg is NULL");
+    }
+    guard(|| {
+        let d = ServerConfig::default();
+        let c = SwrtcServerConfig {
+            addr: std::ptr::null(),
+            peer: to_c_config(&d.peer),
+            single_connection: false,
+            esp32: false,
+            esp32_host: std::ptr::null(),
+            ice_servers_json: std::ptr::null(),
+            max_body: d.max_body,
+            http_threads: d.http_threads as u32,
+            pc_id_name: std::ptr::null(),
+            serve_page: d.serve_page,
+        };
+        // SAFETY: checked non-NULL; the caller guarantees it is writable.
+        unsafe { cfg.write(c) };
+        Ok(())
+    })
+}
+
+/// # Safety
+/// The string pointers in `c` are NULL or NUL-terminated.
+unsafe fn from_c_server_config(c: &SwrtcServerConfig) -> Result<ServerConfig, Error> {
+    let mut cfg = ServerConfig::default();
+    // SAFETY (all cstr_opt calls): forwarded from the caller's guarantee.
+    if let Some(a) = unsafe { cstr_opt(c.addr, "addr") }? {
+        cfg.addr = a
+            .trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| Error::invalid(format!("addr {a:?} is not IP:PORT")))?;
+    }
+    // SAFETY: as above.
+    cfg.peer = unsafe { from_c_config(&c.peer) }?;
+    cfg.mode = if c.single_connection {
+        ConnectionMode::Single
+    } else {
+        ConnectionMode::Multiple
+    };
+    cfg.esp32 = c.esp32;
+    // SAFETY: as above.
+    if let Some(h) = unsafe { cstr_opt(c.esp32_host, "esp32_host") }? {
+        cfg.esp32_host = Some(
+            h.trim()
+                .parse()
+                .map_err(|_| Error::invalid(format!("esp32_host {h:?} is not an IP address")))?,
+        );
+    }
+    // SAFETY: as above.
+    if let Some(j) = unsafe { cstr_opt(c.ice_servers_json, "ice_servers_json") }? {
+        cfg.ice_servers = parse_ice_servers(j)?;
+    }
+    if c.max_body == 0 {
+        return Err(Error::invalid("max_body must be above zero"));
+    }
+    cfg.max_body = c.max_body;
+    cfg.http_threads = c.http_threads as usize;
+    // SAFETY: as above.
+    if let Some(n) = unsafe { cstr_opt(c.pc_id_name, "pc_id_name") }? {
+        cfg.pc_id_name = n.to_owned();
+    }
+    cfg.serve_page = c.serve_page;
+    Ok(cfg)
+}
+
+fn parse_ice_servers(json: &str) -> Result<Vec<IceServer>, Error> {
+    let bad = |why: &str| Error::invalid(format!("ice_servers_json: {why}"));
+    let v: Value = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
+    let list = v.as_array().ok_or_else(|| bad("not a JSON array"))?;
+    list.iter()
+        .map(|s| {
+            let urls = match &s["urls"] {
+                Value::String(u) => vec![u.clone()],
+                Value::Array(a) => a
+                    .iter()
+                    .map(|u| {
+                        u.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| bad("urls must be strings"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(bad("each server needs \"urls\"")),
+            };
+            let text = |k: &str| s.get(k).and_then(Value::as_str).map(str::to_owned);
+            Ok(IceServer {
+                urls,
+                username: text("username"),
+                credential: text("credential"),
+            })
+        })
+        .collect()
+}
+
+/// Starts a signalling server on `cfg->addr` for peers on runtime `rt` (NULL: the default
+/// runtime). `cfg` NULL means defaults. With `callbacks` NULL or its `on_peer` NULL, new
+/// peers wait for `swrtc_server_accept`. On success `*out` owns the server: free it with
+/// `swrtc_server_free`.
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad address or settings),
+/// `SWRTC_ERR_IO` (address in use). Any thread.
+///
+/// # Safety
+/// `rt` NULL or live; `cfg` NULL or valid with valid strings; `callbacks` NULL or valid
+/// (copied); `out` valid for one pointer write.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_server_new(
+    rt: *const SwrtcRuntime,
+    cfg: *const SwrtcServerConfig,
+    callbacks: *const SwrtcServerCallbacks,
+    out: *mut *mut SwrtcServer,
+) -> SwrtcResult {
+    guard(|| {
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        // SAFETY: NULL or valid per the contract.
+        let mut config = match unsafe { cfg.as_ref() } {
+            // SAFETY: forwarded contract on the strings inside.
+            Some(c) => unsafe { from_c_server_config(c) }?,
+            None => ServerConfig::default(),
+        };
+        // SAFETY: NULL or a live runtime per the contract.
+        config.runtime = Some(match unsafe { rt.as_ref() } {
+            Some(r) => r.rt.clone(),
+            None => Runtime::global()?,
+        });
+        // SAFETY: NULL or valid per the contract; copied.
+        let on_peer = unsafe { callbacks.as_ref() }
+            .filter(|c| c.on_peer.is_some())
+            .map(|c| {
+                let target = CallbackTarget(*c);
+                Arc::new(move |new: NewPeer| target.deliver(new)) as crate::signalling::OnPeer
+            });
+        let server = Server::start(config, on_peer)?;
+        // SAFETY: checked non-NULL.
+        unsafe { out.write(Box::into_raw(Box::new(SwrtcServer { server }))) };
+        Ok(())
+    })
+}
+
+/// Takes the next new peer (for servers without `on_peer`), waiting up to `timeout_ms`
+/// (0: do not wait). On success `*peer_out` belongs to the app (free with
+/// `swrtc_peer_free`; pull its events with `swrtc_peer_poll_event`), and, when those
+/// pointers are not NULL, `*pc_id_out` and `*request_data_out` (JSON, "null" if none) are
+/// strings to free with `swrtc_string_free`. Outputs are written only on success.
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT`, `SWRTC_ERR_WOULD_BLOCK` (none, timeout 0),
+/// `SWRTC_ERR_TIMEOUT`. Any thread; each peer goes to one caller.
+///
+/// # Safety
+/// `server` live; `peer_out` valid for one pointer write; the string outputs NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_server_accept(
+    server: *const SwrtcServer,
+    timeout_ms: u32,
+    peer_out: *mut *mut SwrtcPeer,
+    pc_id_out: *mut *mut c_char,
+    request_data_out: *mut *mut c_char,
+) -> SwrtcResult {
+    guard(|| {
+        // SAFETY: NULL or live per the contract.
+        let s = unsafe { server.as_ref() }.ok_or_else(|| Error::invalid("server is NULL"))?;
+        if peer_out.is_null() {
+            return Err(Error::invalid("peer_out is NULL"));
+        }
+        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms.into()));
+        let Some(new) = s.server.accept(timeout) else {
+            return Err(if timeout.is_some() {
+                Error::new(ErrorKind::Timeout, "no new peer within the timeout")
+            } else {
+                Error::new(ErrorKind::WouldBlock, "no new peer waiting")
+            });
+        };
+        let pc_id = CString::new(new.pc_id).unwrap_or_default();
+        let data = CString::new(new.request_data.to_string()).unwrap_or_default();
+        // SAFETY: peer_out checked non-NULL; the string outputs are NULL or writable.
+        unsafe {
+            peer_out.write(Box::into_raw(Box::new(SwrtcPeer::from_shared(new.peer))));
+            if !pc_id_out.is_null() {
+                pc_id_out.write(pc_id.into_raw());
+            }
+            if !request_data_out.is_null() {
+                request_data_out.write(data.into_raw());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The TCP port the server listens on (useful after starting on port 0).
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT`. Any thread, callbacks too.
+///
+/// # Safety
+/// `server` live; `port_out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_server_local_port(
+    server: *const SwrtcServer,
+    port_out: *mut u16,
+) -> SwrtcResult {
+    guard(|| {
+        // SAFETY: NULL or live per the contract.
+        let s = unsafe { server.as_ref() }.ok_or_else(|| Error::invalid("server is NULL"))?;
+        if port_out.is_null() {
+            return Err(Error::invalid("port_out is NULL"));
+        }
+        // SAFETY: checked non-NULL.
+        unsafe { port_out.write(s.server.local_addr().port()) };
+        Ok(())
+    })
+}
+
+/// Stops the server: stops listening, waits for requests in progress (an `on_peer` call
+/// in progress on another thread finishes first), and frees it. Peers the app holds live
+/// on; peers not yet accepted are closed. NULL does nothing. Any thread, once per server;
+/// from inside `on_peer` it returns without waiting for that call's own request.
+///
+/// # Safety
+/// `server` is NULL or a server from `swrtc_server_new`, not used again after this call.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_server_free(server: *mut SwrtcServer) {
+    let _ = guard(|| {
+        if !server.is_null() {
+            // SAFETY: from Box::into_raw in swrtc_server_new; freed once per the contract.
+            drop(unsafe { Box::from_raw(server) });
+        }
+        Ok(())
+    });
+}

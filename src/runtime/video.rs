@@ -1,0 +1,384 @@
+//! Per-peer video pipes. In: I/O thread → small inbox → worker (decode, convert to RGB) →
+//! latest-frame slot → app. Out: app RGB frame (latest wins) → worker (convert, encode) →
+//! I/O command → wire. Codec work never runs on the I/O thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use parking_lot::Mutex;
+use tracing::debug;
+
+use super::io_loop::{Command, IoHandle};
+use super::workers::{Job, Workers};
+use crate::config::PeerConfig;
+use crate::error::{Error, Result};
+use crate::media::video::{
+    EncodedFrame, LatestFrame, RgbImage, VideoCodec, VideoDecoder, VideoEncoder,
+    VideoEncoderConfig, VideoFrame, VideoSource,
+};
+use crate::session::VideoPacket;
+
+/// Frames waiting for a worker per track. Video is latest-wins: past this the queue is
+/// dropped and decoding restarts at the next keyframe.
+const INBOX: usize = 8;
+
+/// Video counters of one peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VideoStats {
+    /// Frames decoded per source (camera, screen).
+    pub in_frames_decoded: [u64; 2],
+    /// Decoded frames replaced before the app took them, per source.
+    pub in_frames_overwritten: [u64; 2],
+    /// Encoded frames dropped because workers fell behind or decoding failed, per source.
+    pub in_frames_dropped: [u64; 2],
+    /// Decode errors per source (each triggers a keyframe request).
+    pub in_decode_errors: [u64; 2],
+    /// Frames encoded and handed to the network.
+    pub out_frames_sent: u64,
+    /// Frames the app wrote that were replaced by a newer one before encoding, or dropped
+    /// before video was negotiated.
+    pub out_frames_dropped: u64,
+}
+
+struct InState {
+    decoder: Option<VideoDecoder>,
+    frame: VideoFrame,
+}
+
+/// The decode pipe of one incoming video track.
+pub(crate) struct VideoIn {
+    peer_id: u64,
+    receiver_index: usize,
+    io: IoHandle,
+    tx: Sender<VideoPacket>,
+    rx: Receiver<VideoPacket>,
+    scheduled: AtomicBool,
+    skip_to_keyframe: AtomicBool,
+    state: Mutex<InState>,
+    pub slot: LatestFrame,
+    decoded: AtomicU64,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl VideoIn {
+    pub fn new(source: VideoSource, peer_id: u64, io: IoHandle) -> Arc<VideoIn> {
+        let (tx, rx) = bounded(INBOX);
+        Arc::new(VideoIn {
+            peer_id,
+            receiver_index: source.index() + 1,
+            io,
+            tx,
+            rx,
+            scheduled: AtomicBool::new(false),
+            skip_to_keyframe: AtomicBool::new(false),
+            state: Mutex::new(InState {
+                decoder: None,
+                frame: VideoFrame::new(source),
+            }),
+            slot: LatestFrame::new(source),
+            decoded: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    fn request_keyframe(&self) {
+        self.skip_to_keyframe.store(true, Ordering::Release);
+        self.io.try_send(Command::RequestKeyframe {
+            id: self.peer_id,
+            receiver_index: self.receiver_index,
+        });
+    }
+
+    /// I/O thread: queue a frame and wake a worker.
+    pub fn push(self: &Arc<Self>, pkt: VideoPacket, workers: &Workers) {
+        if let Err(crossbeam_channel::TrySendError::Full(_)) = self.tx.try_send(pkt) {
+            // Behind: what is queued depends on what we drop, so restart at a keyframe.
+            let mut n = 1;
+            while self.rx.try_recv().is_ok() {
+                n += 1;
+            }
+            self.dropped.fetch_add(n, Ordering::Relaxed);
+            self.request_keyframe();
+        }
+        if !self.scheduled.swap(true, Ordering::AcqRel)
+            && !workers.submit(Job::VideoIn(self.clone()))
+        {
+            self.scheduled.store(false, Ordering::Release);
+        }
+    }
+
+    /// Worker: decode what is queued into the latest-frame slot.
+    pub fn run(&self) {
+        self.scheduled.store(false, Ordering::Release);
+        let mut st = self.state.lock();
+        while let Ok(pkt) = self.rx.try_recv() {
+            let codec = match pkt.codec {
+                str0m::format::Codec::Vp8 => VideoCodec::Vp8,
+                str0m::format::Codec::H264 => VideoCodec::H264,
+                _ => continue,
+            };
+            if self.skip_to_keyframe.load(Ordering::Acquire) {
+                if !pkt.keyframe {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                self.skip_to_keyframe.store(false, Ordering::Release);
+            }
+            let InState { decoder, frame } = &mut *st;
+            if decoder.as_ref().map(|d| d.codec()) != Some(codec) {
+                match VideoDecoder::new(codec) {
+                    Ok(d) => *decoder = Some(d),
+                    Err(e) => {
+                        debug!("no {codec:?} decoder: {e}");
+                        continue;
+                    }
+                }
+            }
+            let Some(dec) = decoder.as_mut() else { continue };
+            match dec.decode(&pkt.data, pkt.rtp_time, frame) {
+                Ok(true) => {
+                    self.decoded.fetch_add(1, Ordering::Relaxed);
+                    self.slot.publish(frame);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    debug!("video decode failed, asking for a keyframe: {e}");
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    self.request_keyframe();
+                }
+            }
+        }
+    }
+
+    fn fill_stats(&self, s: &mut VideoStats, i: usize) {
+        s.in_frames_decoded[i] = self.decoded.load(Ordering::Relaxed);
+        s.in_frames_overwritten[i] = self.slot.overwritten();
+        s.in_frames_dropped[i] = self.dropped.load(Ordering::Relaxed);
+        s.in_decode_errors[i] = self.errors.load(Ordering::Relaxed);
+    }
+}
+
+const CODEC_NONE: u8 = 0;
+const CODEC_VP8: u8 = 1;
+const CODEC_H264: u8 = 2;
+
+struct OutState {
+    encoder: Option<VideoEncoder>,
+    encoded: EncodedFrame,
+    /// The frame being encoded (swapped with `pending`).
+    work: Vec<u8>,
+}
+
+/// The encode pipe of the video we send.
+pub(crate) struct VideoOut {
+    peer_id: u64,
+    io: IoHandle,
+    width: u32,
+    height: u32,
+    framerate: u32,
+    bitrate: u32,
+    /// The newest frame the app wrote, not yet encoded (latest wins).
+    pending: Mutex<(Vec<u8>, bool)>,
+    state: Mutex<OutState>,
+    scheduled: AtomicBool,
+    codec: AtomicU8,
+    force_keyframe: AtomicBool,
+    start: Instant,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl VideoOut {
+    pub fn new(cfg: &PeerConfig, peer_id: u64, io: IoHandle) -> Result<Arc<VideoOut>> {
+        // Validate the size once, up front, with the encoder's own rules.
+        VideoEncoderConfig::new(VideoCodec::Vp8, cfg.video_out_width, cfg.video_out_height)
+            .validate()?;
+        Ok(Arc::new(VideoOut {
+            peer_id,
+            io,
+            width: cfg.video_out_width,
+            height: cfg.video_out_height,
+            framerate: cfg.video_out_framerate.max(1),
+            bitrate: cfg.video_out_bitrate,
+            pending: Mutex::new((Vec::new(), false)),
+            state: Mutex::new(OutState {
+                encoder: None,
+                encoded: EncodedFrame::default(),
+                work: Vec::new(),
+            }),
+            scheduled: AtomicBool::new(false),
+            codec: AtomicU8::new(CODEC_NONE),
+            force_keyframe: AtomicBool::new(true),
+            start: Instant::now(),
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }))
+    }
+
+    /// I/O thread, after each negotiation: the codec the client prefers.
+    pub fn set_codec(&self, codec: Option<str0m::format::Codec>) {
+        let v = match codec {
+            Some(str0m::format::Codec::Vp8) => CODEC_VP8,
+            Some(str0m::format::Codec::H264) => CODEC_H264,
+            _ => CODEC_NONE,
+        };
+        if self.codec.swap(v, Ordering::AcqRel) != v {
+            self.force_keyframe.store(true, Ordering::Release);
+        }
+    }
+
+    /// The client asked for a keyframe (PLI/FIR).
+    pub fn request_keyframe(&self) {
+        self.force_keyframe.store(true, Ordering::Release);
+    }
+
+    /// App: a packed RGB24 frame of the configured size; `stride` 0 means `width * 3`.
+    pub fn write(
+        self: &Arc<Self>,
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        stride: usize,
+        workers: &Workers,
+    ) -> Result<()> {
+        if width != self.width || height != self.height {
+            return Err(Error::invalid(format!(
+                "frame is {width}x{height}; this peer sends {}x{} (video_out_width/height)",
+                self.width, self.height
+            )));
+        }
+        let row = width as usize * 3;
+        let stride = if stride == 0 { row } else { stride };
+        if stride < row {
+            return Err(Error::invalid(format!(
+                "stride {stride} is less than width * 3 = {row}"
+            )));
+        }
+        let need = stride * (height as usize - 1) + row;
+        if rgb.len() < need {
+            return Err(Error::invalid(format!(
+                "frame has {} bytes; {width}x{height} RGB24 with stride {stride} needs {need}",
+                rgb.len()
+            )));
+        }
+        {
+            let mut p = self.pending.lock();
+            if p.1 {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            p.0.clear();
+            for y in 0..height as usize {
+                p.0.extend_from_slice(&rgb[y * stride..y * stride + row]);
+            }
+            p.1 = true;
+        }
+        if !self.scheduled.swap(true, Ordering::AcqRel)
+            && !workers.submit(Job::VideoOut(self.clone()))
+        {
+            self.scheduled.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Worker: encode the newest frame.
+    pub fn run(&self) {
+        self.scheduled.store(false, Ordering::Release);
+        let mut st = self.state.lock();
+        {
+            let mut p = self.pending.lock();
+            if !p.1 {
+                return;
+            }
+            std::mem::swap(&mut p.0, &mut st.work);
+            p.1 = false;
+        }
+        let (codec, str0m_codec) = match self.codec.load(Ordering::Acquire) {
+            CODEC_VP8 => (VideoCodec::Vp8, str0m::format::Codec::Vp8),
+            CODEC_H264 => (VideoCodec::H264, str0m::format::Codec::H264),
+            _ => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let OutState {
+            encoder,
+            encoded,
+            work,
+        } = &mut *st;
+        if encoder.as_ref().map(|e| e.config().codec) != Some(codec) {
+            let mut c = VideoEncoderConfig::new(codec, self.width, self.height);
+            c.framerate = self.framerate;
+            c.bitrate = self.bitrate;
+            match VideoEncoder::new(c) {
+                Ok(e) => *encoder = Some(e),
+                Err(e) => {
+                    debug!("no {codec:?} encoder: {e}");
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        let Some(enc) = encoder.as_mut() else { return };
+        if self.force_keyframe.swap(false, Ordering::AcqRel) {
+            enc.force_keyframe();
+        }
+        let pts = (self.start.elapsed().as_micros() as u64) * 9 / 100;
+        let image = RgbImage::packed(work, self.width, self.height);
+        match enc.encode(&image, pts, encoded) {
+            Ok(true) => {
+                let data = std::mem::take(&mut encoded.data);
+                let ok = self.io.try_send(Command::VideoOut {
+                    id: self.peer_id,
+                    codec: str0m_codec,
+                    rtp_time: encoded.pts,
+                    data,
+                });
+                let c = if ok { &self.sent } else { &self.dropped };
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                debug!("video encode failed: {e}");
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn fill_stats(&self, s: &mut VideoStats) {
+        s.out_frames_sent = self.sent.load(Ordering::Relaxed);
+        s.out_frames_dropped = self.dropped.load(Ordering::Relaxed);
+    }
+}
+
+/// All video pipes of one peer.
+#[derive(Default)]
+pub(crate) struct VideoPipes {
+    /// Camera, screen.
+    pub input: [Option<Arc<VideoIn>>; 2],
+    pub output: Option<Arc<VideoOut>>,
+}
+
+impl VideoPipes {
+    pub fn stats(&self) -> VideoStats {
+        let mut s = VideoStats::default();
+        for (i, p) in self.input.iter().enumerate() {
+            if let Some(p) = p {
+                p.fill_stats(&mut s, i);
+            }
+        }
+        if let Some(p) = &self.output {
+            p.fill_stats(&mut s);
+        }
+        s
+    }
+
+    pub fn close(&self) {
+        for p in self.input.iter().flatten() {
+            p.slot.close();
+        }
+    }
+}
