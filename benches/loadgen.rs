@@ -550,6 +550,9 @@ struct LoopStats {
     sizes: Vec<u64>,
     /// Connect times (POST → ICE+DTLS connected), ms, since the last take.
     connect_ms: Vec<f64>,
+    /// str0m timeouts handled and loop wake-ups, since the last take (generator health).
+    timeouts: u64,
+    wakes: u64,
 }
 
 impl Session {
@@ -652,6 +655,7 @@ impl Session {
             return;
         }
         if now >= self.rtc_timeout {
+            st.timeouts += 1;
             if self.rtc.handle_input(Input::Timeout(now)).is_err() {
                 self.dead = true;
                 return;
@@ -786,6 +790,9 @@ struct StepResult {
     answer_med: f64,
     failed: usize,
     session_lat_med_spread: (f64, f64),
+    gen_timeouts_per_s: f64,
+    gen_wakes_per_s: f64,
+    loadavg: String,
     pass: bool,
 }
 
@@ -813,6 +820,9 @@ impl StepResult {
             "answer_median_ms": self.answer_med, "failed_sessions": self.failed,
             "per_session_latency_median_min_ms": self.session_lat_med_spread.0,
             "per_session_latency_median_max_ms": self.session_lat_med_spread.1,
+            "generator_str0m_timeouts_per_s": self.gen_timeouts_per_s,
+            "generator_wakes_per_s": self.gen_wakes_per_s,
+            "loadavg": self.loadavg,
             "real_time": self.pass,
         })
     }
@@ -901,15 +911,18 @@ impl Driver {
             if now >= end {
                 return;
             }
+            // Sleep until the earliest deadline, but never less than one tick after the last
+            // scan (deadlines are only served by scans, so waking before would spin).
             let wait = next_wake
+                .max(last_scan + TICK)
                 .min(end)
-                .min(last_scan + TICK)
                 .saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
                 if e.kind() != ErrorKind::Interrupted {
                     panic!("poll: {e}");
                 }
             }
+            self.st.wakes += 1;
             let tokens: Vec<Token> = self.events.iter().map(|e| e.token()).collect();
             for tok in tokens {
                 if tok == WAKER {
@@ -1001,6 +1014,8 @@ impl Driver {
         let pid = self.opts.pid;
         self.st.send_lag.clear();
         self.st.skipped_frames = 0;
+        self.st.timeouts = 0;
+        self.st.wakes = 0;
         let (c0, g0) = (proc_cpu(pid), proc_cpu(None));
         let w0 = Instant::now();
         self.run_for(window);
@@ -1073,6 +1088,11 @@ impl Driver {
                 per_session.iter().cloned().fold(f64::NAN, f64::min),
                 per_session.iter().cloned().fold(f64::NAN, f64::max),
             ),
+            gen_timeouts_per_s: self.st.timeouts as f64 / wall,
+            gen_wakes_per_s: self.st.wakes as f64 / wall,
+            loadavg: std::fs::read_to_string("/proc/loadavg")
+                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default(),
             pass: false,
         };
         let p95_limit = single_p95.map(|p| 2.0 * p).unwrap_or(f64::INFINITY);
@@ -1086,11 +1106,12 @@ impl Driver {
 
     fn print(&self, r: &StepResult) {
         eprintln!(
-            "[{}] {:>6} N={:<4} conn={:<4} bursts={:<6} returned={:>6.2}% lat med/p95/p99={:>6.1}/{:>6.1}/{:>6.1} ms drift={:>+6.1} | server {:.3} cores, {:.5} cpu-s/session-s, RSS {:.1} MiB, {} thr | connect med/p95 {:.0}/{:.0} ms (answer {:.0}) | gen {:.2} cores, lag p99 {:.1} ms, skipped {} | {} (t={:.0}s)",
+            "[{}] {:>6} N={:<4} conn={:<4} bursts={:<6} returned={:>6.2}% lat med/p95/p99={:>6.1}/{:>6.1}/{:>6.1} ms drift={:>+6.1} | server {:.3} cores, {:.5} cpu-s/session-s, RSS {:.1} MiB, {} thr | connect med/p95 {:.0}/{:.0} ms (answer {:.0}) | per-session med {:.0}..{:.0} ms | gen {:.2} cores, lag p99 {:.1} ms, skipped {}, {:.0} timeouts/s, {:.0} wakes/s | load {} | {} (t={:.0}s)",
             self.opts.label, r.phase, r.n, r.connected, r.bursts, r.returned_frac() * 100.0,
             r.lat_med, r.lat_p95, r.lat_p99, r.drift_ms, r.server_cores, r.cpu_per_session_s,
             r.rss_kib / 1024.0, r.threads, r.connect_med, r.connect_p95, r.answer_med,
-            r.gen_cores, r.gen_lag_p99, r.gen_skipped,
+            r.session_lat_med_spread.0, r.session_lat_med_spread.1,
+            r.gen_cores, r.gen_lag_p99, r.gen_skipped, r.gen_timeouts_per_s, r.gen_wakes_per_s, r.loadavg,
             if r.pass { "REAL-TIME" } else { "NOT real-time" },
             self.t_start.elapsed().as_secs_f64(),
         );

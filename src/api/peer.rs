@@ -199,7 +199,19 @@ impl Peer {
 
     /// Closes at once, whatever the connect count (sends `peerLeft` first).
     pub fn close(&self) -> Result<()> {
-        self.send(Command::Close { id: self.shared.id })
+        self.send(Command::Close {
+            id: self.shared.id,
+            quiet: false,
+        })
+    }
+
+    /// Closes at once without sending `peerLeft`: for `restart_pc`, where the client goes
+    /// on with a new peer and must not take the old one's departure as the bot leaving.
+    pub fn close_quietly(&self) -> Result<()> {
+        self.send(Command::Close {
+            id: self.shared.id,
+            quiet: true,
+        })
     }
 
     /// Sends an app message (text JSON for Pipecat clients). Queued in order until the
@@ -415,7 +427,10 @@ impl Drop for Peer {
         // Stop callbacks first, so none runs after drop returns, then close.
         self.shared.detach_handler();
         if !self.shared.closed.load(Ordering::Acquire) {
-            let _ = self.send(Command::Close { id: self.shared.id });
+            let _ = self.send(Command::Close {
+                id: self.shared.id,
+                quiet: false,
+            });
         }
     }
 }

@@ -7,6 +7,7 @@
 mod audio;
 mod peer;
 mod runtime;
+mod video;
 #[cfg(feature = "signalling")]
 mod server;
 
@@ -19,6 +20,7 @@ use crate::error::{Error, ErrorKind};
 pub use audio::*;
 pub use peer::*;
 pub use runtime::*;
+pub use video::*;
 #[cfg(feature = "signalling")]
 pub use server::*;
 

@@ -68,6 +68,8 @@ pub(crate) enum Command {
     },
     Close {
         id: u64,
+        /// Skip `peerLeft` (a restart, where the client keeps going on a new peer).
+        quiet: bool,
     },
     Send {
         id: u64,
@@ -303,9 +305,13 @@ impl IoLoop {
                         Ok(())
                     });
                 }
-                Command::Close { id } => {
+                Command::Close { id, quiet } => {
                     let _ = self.with(id, |s| {
-                        s.close(now);
+                        if quiet {
+                            s.close_quietly(now);
+                        } else {
+                            s.close(now);
+                        }
                         Ok(())
                     });
                 }

@@ -340,6 +340,14 @@ impl Session {
         if self.channel.is_some() {
             self.send_internal(messages::PEER_LEFT, now);
         }
+        self.close_quietly(now);
+    }
+
+    /// Closes now without `peerLeft` (graceful DTLS close only).
+    pub fn close_quietly(&mut self, now: Instant) {
+        if self.life.is_closed() {
+            return;
+        }
         self.mutate(now, |rtc| rtc.close());
         self.life.close();
         self.pending_out.clear();

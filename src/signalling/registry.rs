@@ -159,7 +159,7 @@ impl Registry {
             self.peers.lock().remove(id);
             info!("restart_pc: closing {id}");
             // The app holding the peer sees it close.
-            let _ = peer.close();
+            let _ = peer.close_quietly();
         }
 
         if self.cfg.mode == ConnectionMode::Single && self.live_count() > 0 {

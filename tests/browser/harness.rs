@@ -92,9 +92,10 @@ fn outer(t: &BrowserTest) -> Value {
         .arg(&exe)
         .args([t.test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env(INNER_ENV, "1")
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null());
-    let out = run_with_deadline(cmd, INNER_DEADLINE + Duration::from_secs(20), "the inner test run")
+        .env("RUST_BACKTRACE", "1");
+    // Same process group as this test, so that Ctrl-C reaches the inner run;
+    // its children watch their stdin and go when it goes.
+    let out = run_with_deadline(cmd, INNER_DEADLINE + Duration::from_secs(20), "the inner test run", false)
         .unwrap_or_else(|e| {
             panic!("cannot run `unshare -n` (util-linux) for the browser test's network namespace: {e}")
         });
@@ -213,9 +214,11 @@ fn inner(t: &BrowserTest) {
         .arg(&url)
         .args(["--timeout", &DRIVER_TIMEOUT_S.to_string()])
         .args(t.driver_args)
-        .current_dir(browser_dir())
-        .stdin(Stdio::null());
-    let out = run_with_deadline(cmd, DRIVER_DEADLINE, t.driver).expect("node runs");
+        .current_dir(browser_dir());
+    // The driver ends (and closes Chromium) when its stdin closes, i.e. if
+    // this process dies without killing it.
+    cmd.env("SWRTC_DRIVER_WATCH_STDIN", "1");
+    let out = run_with_deadline(cmd, DRIVER_DEADLINE, t.driver, true).expect("node runs");
     eprintln!("--- {} stderr ---\n{}", t.driver, tail(&out.stderr, 200));
     server.stop();
     eprintln!("--- server output ---\n{}", tail(&server.output(), 200));
@@ -254,7 +257,17 @@ impl EchoServer {
                 cmd
             }
         };
-        cmd.current_dir(repo_root()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // Under a shell that stops the server when its stdin (a pipe from this
+        // process) closes, so that no server outlives a killed test.
+        let mut watched = Command::new("sh");
+        watched
+            .arg("-c")
+            .arg(r#""$@" </dev/null & pid=$!; read _ignored; kill -TERM "$pid" 2>/dev/null; wait "$pid""#)
+            .arg("sh")
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        let mut cmd = watched;
+        cmd.current_dir(repo_root()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         own_process_group(&mut cmd);
         let mut child = cmd.spawn().expect("the echo server starts");
         let output = Arc::new(Mutex::new(String::new()));
@@ -355,10 +368,14 @@ fn kill_group(child: &mut Child) {
 
 /// Runs `cmd` in its own process group with piped output; kills the group at
 /// the deadline.
-fn run_with_deadline(mut cmd: Command, deadline: Duration, what: &str) -> std::io::Result<Output> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    own_process_group(&mut cmd);
+fn run_with_deadline(mut cmd: Command, deadline: Duration, what: &str, own_group: bool) -> std::io::Result<Output> {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if own_group {
+        own_process_group(&mut cmd);
+    }
     let mut child = cmd.spawn()?;
+    // Held open until the child ends; closed if this process dies.
+    let _stdin = child.stdin.take();
     let read = |r: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut s = String::new();
@@ -376,14 +393,21 @@ fn run_with_deadline(mut cmd: Command, deadline: Duration, what: &str) -> std::i
             None if Instant::now() > end => {
                 eprintln!("{what}: deadline of {deadline:?} passed, killing it");
                 timed_out = true;
-                kill_group(&mut child);
+                if own_group {
+                    kill_group(&mut child);
+                } else {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
                 break None;
             }
             None => thread::sleep(Duration::from_millis(20)),
         }
     };
     // Children left in the group (a browser) would hold the pipes open.
-    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status();
+    if own_group {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status();
+    }
     Ok(Output { status, timed_out, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() })
 }
 

@@ -470,6 +470,15 @@ export function makeRun(driver, totalMs) {
     end();
   }, totalMs);
   timer.unref?.();
+  // Started by the Rust harness with stdin a pipe: its end means the test is gone.
+  if (process.env.SWRTC_DRIVER_WATCH_STDIN === "1") {
+    process.stdin.on("end", () => {
+      result.error = "stdin closed: the test that started this driver is gone";
+      end();
+    });
+    process.stdin.on("error", () => {});
+    process.stdin.resume();
+  }
   return {
     result,
     cleanups,
