@@ -12,6 +12,7 @@ use tracing::{debug, info};
 use crate::api::Peer;
 use crate::config::PeerConfig;
 use crate::error::ErrorKind;
+use crate::media::video::{VideoFrame, VideoSource};
 use crate::runtime::PeerEvent;
 use crate::session::PeerState;
 
@@ -24,6 +25,8 @@ pub fn echo_peer_config() -> PeerConfig {
         audio_out_sample_rate: 48_000,
         audio_in_channels: 1,
         audio_out_channels: 1,
+        video_in_enabled: true,
+        video_out_enabled: true,
         ..PeerConfig::default()
     }
 }
@@ -58,7 +61,24 @@ pub fn run(peer: &Peer, pc_id: &str, rtvi: bool) {
         return;
     }
     let mut audio = true;
+    let mut video = true;
+    let mut frame = VideoFrame::new(VideoSource::Camera);
     loop {
+        if video {
+            // The camera comes back on m-line 1 when its size is the configured one.
+            match peer.read_video_into(VideoSource::Camera, &mut frame, None) {
+                Ok(()) => {
+                    if let Err(e) = peer.write_video(&frame.rgb, frame.width, frame.height, 0) {
+                        debug!("echo {pc_id}: video frame not echoed: {e}");
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {}
+                Err(e) => {
+                    debug!("echo {pc_id}: no video echo: {e}");
+                    video = false;
+                }
+            }
+        }
         if audio {
             match peer.read_audio(Some(Duration::from_millis(20))) {
                 // Queue and go on: blocking on the send clock would let input pile up.
