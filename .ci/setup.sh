@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks to build and test smallwebrtc: cmake and nasm for
-# the bundled codecs, pkg-config, a C compiler, iproute2 for network-namespace tests, and
-# the Python venv with aiortc. Idempotent and quick when everything is already there.
+# Installs what a fresh Debian machine lacks to build smallwebrtc: cmake and nasm for the
+# bundled codecs (Opus, OpenH264), libvpx for VP8, pkg-config and a C compiler.
+# With --tests, also what the tests need: iproute2 (network namespaces), a Python venv
+# with aiortc, and Debian's Chromium with the npm packages of the browser tests.
+# Idempotent and quick when everything is already there. Run as root or with sudo.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tests=false
+[ "${1:-}" = "--tests" ] && tests=true
 
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v nasm >/dev/null || need+=(nasm)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cc >/dev/null || need+=(gcc)
-command -v ip >/dev/null || need+=(iproute2)
-python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v c++ >/dev/null || need+=(g++)
+pkg-config --exists vpx 2>/dev/null || need+=(libvpx-dev)
+if $tests; then
+    command -v ip >/dev/null || need+=(iproute2)
+    command -v unshare >/dev/null || need+=(util-linux)
+    python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -20,4 +29,9 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq >/dev/null
     $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-bash "$ROOT/.ci/setup-python.sh"
+if $tests; then
+    bash "$ROOT/.ci/setup-python.sh"
+    if [ -f "$ROOT/.ci/setup-browser.sh" ]; then
+        bash "$ROOT/.ci/setup-browser.sh"
+    fi
+fi
