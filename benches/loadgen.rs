@@ -51,10 +51,8 @@ const CYCLE: u64 = 50;
 /// Tone packets at the start of each cycle: 10 × 20 ms = 200 ms of 1 kHz.
 const TONE_PACKETS: u64 = 10;
 const FRAME: Duration = Duration::from_millis(20);
-/// Received audio packets at least this long are "loud" (the echoed tone). Opus silence is
-/// a few bytes; a 1 kHz tone at 32 kbit/s is ~80 and at the 96 kbit/s of aiortc's encoder
-/// more; see `--sizes` to check a server.
-const DEFAULT_LOUD_BYTES: usize = 36;
+/// Size histogram range (bytes).
+const MAX_SIZE: usize = 1500;
 /// A loud packet after at least this much quiet starts an echoed burst.
 const QUIET_GAP: Duration = Duration::from_millis(400);
 /// A burst not back within this is lost.
@@ -97,7 +95,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: loadgen --url http://127.0.0.1:PORT/api/offer [--pid PID] [--label NAME]\n\
          \x20      [--steps 1,10,25,...] [--step-secs 20] [--settle-secs 3] [--refine 2]\n\
-         \x20      [--hold-secs 0] [--budget-secs 360] [--max-sessions 1000] [--loud-bytes 36]\n\
+         \x20      [--hold-secs 0] [--budget-secs 360] [--max-sessions 1000] [--loud-bytes 0=auto]\n\
          \x20      [--no-video] [--json FILE] [--sizes]\n\
          \x20  or: loadgen --table OURS.json THEIRS.json"
     );
@@ -116,7 +114,7 @@ fn parse_opts(args: Vec<String>) -> Opts {
         hold_secs: 0.0,
         budget_secs: 360.0,
         max_sessions: 1000,
-        loud_bytes: DEFAULT_LOUD_BYTES,
+        loud_bytes: 0,
         video: true,
         json: None,
         sizes: false,
@@ -546,7 +544,7 @@ struct LoopStats {
     send_lag: Vec<f32>,
     skipped_frames: u64,
     send_errors: u64,
-    /// Histogram of received audio packet sizes (bytes, capped at 255).
+    /// Histogram of received audio packet sizes (bytes, capped at MAX_SIZE).
     sizes: Vec<u64>,
     /// Connect times (POST → ICE+DTLS connected), ms, since the last take.
     connect_ms: Vec<f64>,
@@ -603,7 +601,7 @@ impl Session {
             Event::MediaData(d) if d.mid == self.audio_mid => {
                 self.rx_audio += 1;
                 let len = d.data.len();
-                if let Some(slot) = st.sizes.get_mut(len.min(255)) {
+                if let Some(slot) = st.sizes.get_mut(len.min(MAX_SIZE)) {
                     *slot += 1;
                 }
                 if len >= loud_bytes {
@@ -851,7 +849,7 @@ impl Driver {
             made_rx,
             cycle: encode_cycle(),
             st: LoopStats {
-                sizes: vec![0; 256],
+                sizes: vec![0; MAX_SIZE + 1],
                 ..LoopStats::default()
             },
             buf: vec![0u8; 2048],
@@ -1133,11 +1131,52 @@ impl Driver {
         self.answer_ms.clear();
     }
 
+    /// Sets the size from which a received audio packet is "loud" (the echoed tone), from the
+    /// sizes of the audio the first session got back, as the servers' encoders differ (our
+    /// server's silence is ~25 bytes and its tone ~80 at 32 kbit/s with FEC; aiortc's, at
+    /// 96 kbit/s, ~80 and ~250). Silence is 80 % of the packets and the tone 20 %, so the
+    /// median is silence and the 97th percentile tone; the threshold sits 30 % of the way up
+    /// from silence. Until then (`--loud-bytes 0`) every packet counts as loud: no onsets.
+    fn calibrate(&mut self) {
+        self.st.sizes.iter_mut().for_each(|c| *c = 0);
+        self.run_for(Duration::from_secs(3));
+        let total: u64 = self.st.sizes.iter().sum();
+        let pct = |q: f64| {
+            let want = (total as f64 * q).ceil() as u64;
+            let mut acc = 0;
+            for (len, &c) in self.st.sizes.iter().enumerate() {
+                acc += c;
+                if acc >= want.max(1) {
+                    return len;
+                }
+            }
+            MAX_SIZE
+        };
+        let (quiet, loud) = (pct(0.5), pct(0.97));
+        let thr = quiet + ((loud.saturating_sub(quiet)) * 3 / 10).max(4);
+        eprintln!(
+            "[{}] echoed packet sizes: median {quiet} bytes (silence), p97 {loud} bytes (tone) over {total} packets; loud threshold {thr} bytes",
+            self.opts.label
+        );
+        if total < 100 || (loud as f64) < quiet as f64 * 1.5 {
+            eprintln!("[{}] warning: the echo's tone and silence are hard to tell apart by size", self.opts.label);
+        }
+        self.opts.loud_bytes = thr;
+        for s in self.sessions.values_mut() {
+            s.last_loud = None;
+            s.last_lat = None;
+            s.scan_from = s.bursts.len();
+        }
+    }
+
     fn step_to(&mut self, n: usize, phase: &str, window: Duration, single_p95: Option<f64>) -> StepResult {
         let add = n.saturating_sub(self.sessions.len() + self.pending.len());
         self.add_sessions(add);
         self.wait_connected(Duration::from_secs(30) + Duration::from_millis(200 * add as u64));
         self.run_for(Duration::from_secs_f64(self.opts.settle_secs));
+        if self.opts.loud_bytes == 0 {
+            self.calibrate();
+        }
         let r = self.measure(phase, window, single_p95);
         self.print(&r);
         r
@@ -1153,11 +1192,10 @@ fn run(opts: Opts) {
     let mut d = Driver::new(opts.clone(), url);
     let sizes: Vec<usize> = d.cycle.iter().map(|p| p.len()).collect();
     eprintln!(
-        "[{}] sending Opus packets of {:?} bytes (tone) and {:?} bytes (silence); loud threshold {} bytes",
+        "[{}] sending Opus packets of {:?} bytes (tone) and {:?} bytes (silence)",
         opts.label,
         &sizes[..TONE_PACKETS as usize],
         &sizes[TONE_PACKETS as usize..],
-        opts.loud_bytes
     );
     let opus_ref = opus_reference_cost(&d.cycle);
     eprintln!(
@@ -1266,11 +1304,13 @@ fn run(opts: Opts) {
         "steps": steps.iter().map(|s| s.json()).collect::<Vec<_>>(),
         "send_errors": d.st.send_errors,
     });
-    println!("{}", summary);
-    if let Some(path) = &opts.json {
-        if let Err(e) = std::fs::write(path, format!("{summary}\n")) {
-            eprintln!("cannot write {path}: {e}");
+    match &opts.json {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, format!("{summary}\n")) {
+                eprintln!("cannot write {path}: {e}");
+            }
         }
+        None => println!("{summary}"),
     }
 }
 

@@ -91,7 +91,8 @@ pub struct EncodedFrame {
 
 enum Codec {
     Vp8(Vp8Encoder),
-    H264(H264Encoder),
+    // OpenH264's output descriptor makes this one large.
+    H264(Box<H264Encoder>),
 }
 
 /// Encodes app RGB24 frames in the configured codec.
@@ -107,7 +108,7 @@ impl VideoEncoder {
         config.validate()?;
         let codec = match config.codec {
             VideoCodec::Vp8 => Codec::Vp8(Vp8Encoder::new(&config)?),
-            VideoCodec::H264 => Codec::H264(H264Encoder::new(&config)?),
+            VideoCodec::H264 => Codec::H264(Box::new(H264Encoder::new(&config)?)),
         };
         let mut i420 = I420Buffer::new();
         i420.resize(config.width, config.height);

@@ -43,10 +43,11 @@ impl H264Decoder {
         if access_unit.is_empty() {
             return Err(Error::invalid("empty H.264 access unit"));
         }
+        // OpenH264 reports a broken or unusable bitstream this way: bad input, not a bug.
         let Some(yuv) = self
             .decoder
             .decode(access_unit)
-            .map_err(|e| h264_error("decode", e))?
+            .map_err(|e| Error::invalid(format!("H.264 decode failed: {e}")))?
         else {
             return Ok(None);
         };

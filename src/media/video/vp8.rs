@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 /// The 90 kHz RTP video clock, used as libvpx's time base.
 const CLOCK_RATE: u64 = 90_000;
 
+/// A libvpx failure as an error: `InvalidArgument` for a bitstream it rejects (bad input from
+/// the network), `Internal` for everything else.
 fn vpx_error(ctx: &mut vpx::vpx_codec_ctx_t, what: &str, err: vpx::vpx_codec_err_t) -> Error {
     // SAFETY: both functions return static or context-owned NUL-terminated strings (or null).
     let text = unsafe {
@@ -33,7 +35,13 @@ fn vpx_error(ctx: &mut vpx::vpx_codec_ctx_t, what: &str, err: vpx::vpx_codec_err
             CStr::from_ptr(p).to_string_lossy().into_owned()
         }
     };
-    Error::internal(format!("VP8 {what} failed ({err:?}): {text}"))
+    let message = format!("VP8 {what} failed ({err:?}): {text}");
+    match err {
+        vpx::VPX_CODEC_CORRUPT_FRAME
+        | vpx::VPX_CODEC_UNSUP_BITSTREAM
+        | vpx::VPX_CODEC_INVALID_PARAM => Error::invalid(message),
+        _ => Error::internal(message),
+    }
 }
 
 /// A VP8 decoder: whole frames in (str0m depacketizes), I420 planes out.
