@@ -12,11 +12,11 @@ use crate::config::PeerConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::io;
 use crate::limits;
-use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
+use crate::media::audio::{AudioFrame, PopError};
 use crate::media::video::{TakeError, VideoFrame, VideoSource};
+use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
 use crate::runtime::{AudioIn, AudioOut, AudioStats, PeerEvent, PeerHandler};
 use crate::runtime::{VideoIn, VideoOut, VideoPipes, VideoStats};
-use crate::media::audio::{AudioFrame, PopError};
 use crate::session::{PeerState, Session, SessionConfig, SessionStats};
 
 /// A WebRTC peer: the server side of one client connection.
@@ -105,8 +105,7 @@ impl Peer {
         let mut video = VideoPipes::default();
         if cfg.video_in_enabled {
             for src in VideoSource::ALL {
-                video.input[src.index()] =
-                    Some(VideoIn::new(src, id, inner.io[io_index].clone()));
+                video.input[src.index()] = Some(VideoIn::new(src, id, inner.io[io_index].clone()));
             }
         }
         if cfg.video_out_enabled {
@@ -159,7 +158,10 @@ impl Peer {
         self.runtime.inner.io[self.io].send(cmd)
     }
 
-    fn call<T>(&self, make: impl FnOnce(crossbeam_channel::Sender<Result<T>>) -> Command) -> Result<T> {
+    fn call<T>(
+        &self,
+        make: impl FnOnce(crossbeam_channel::Sender<Result<T>>) -> Command,
+    ) -> Result<T> {
         let (tx, rx) = reply_channel();
         self.send(make(tx))?;
         wait_reply(rx)
@@ -277,7 +279,9 @@ impl Peer {
             .as_ref()
             .ok_or_else(|| Error::invalid("audio in is disabled in this peer's config"))?;
         pipe.ring.pop(timeout).map_err(|e| match e {
-            PopError::Timeout => Error::new(ErrorKind::Timeout, "no audio frame within the timeout"),
+            PopError::Timeout => {
+                Error::new(ErrorKind::Timeout, "no audio frame within the timeout")
+            }
             PopError::WouldBlock => Error::new(ErrorKind::WouldBlock, "no audio frame ready"),
             PopError::Closed => Error::closed(),
         })
@@ -286,12 +290,19 @@ impl Peer {
     /// Like [`Peer::read_audio`], copying into `buf` without allocating. Returns the number
     /// of samples written (all channels) and the frame's pts (samples since start).
     /// `BufferTooSmall` when `buf` cannot hold a frame (the frame stays readable).
-    pub fn read_audio_into(&self, buf: &mut [i16], timeout: Option<Duration>) -> Result<(usize, u64)> {
+    pub fn read_audio_into(
+        &self,
+        buf: &mut [i16],
+        timeout: Option<Duration>,
+    ) -> Result<(usize, u64)> {
         let need = self.audio_in_frame_samples();
         if buf.len() < need {
             return Err(Error::new(
                 ErrorKind::BufferTooSmall,
-                format!("the buffer holds {} samples; a 20 ms frame needs {need}", buf.len()),
+                format!(
+                    "the buffer holds {} samples; a 20 ms frame needs {need}",
+                    buf.len()
+                ),
             ));
         }
         let frame = self.read_audio(timeout)?;
@@ -450,13 +461,13 @@ fn validate(cfg: &PeerConfig) -> Result<()> {
             cfg.audio_in_sample_rate
         )));
     }
-    if cfg.audio_in_sample_rate % 50 != 0 {
+    if !cfg.audio_in_sample_rate.is_multiple_of(50) {
         return Err(Error::invalid(format!(
             "audio_in_sample_rate {} is not a multiple of 50 Hz (20 ms frames)",
             cfg.audio_in_sample_rate
         )));
     }
-    if cfg.audio_out_sample_rate % 100 != 0 {
+    if !cfg.audio_out_sample_rate.is_multiple_of(100) {
         return Err(Error::invalid(format!(
             "audio_out_sample_rate {} is not a multiple of 100 Hz (10 ms chunks)",
             cfg.audio_out_sample_rate
