@@ -125,8 +125,8 @@ impl Peer {
             sinks.keyframe = Some(Box::new(move || out.request_keyframe()));
         }
         if let Some(pipe) = audio_in.clone() {
-            let workers = inner.workers.clone();
-            sinks.audio = Some(Box::new(move |pkt| pipe.push(pkt, &workers)));
+            inner.clock.register_input(pipe.clone());
+            sinks.audio = Some(Box::new(move |pkt| pipe.push(pkt)));
         }
         let shared = Arc::new(PeerShared::new(
             id,
@@ -143,7 +143,7 @@ impl Peer {
             sinks,
         })))?;
         if let Some(pipe) = audio_out {
-            inner.clock.register(pipe)?;
+            inner.clock.register_output(pipe);
         }
         Ok(Peer {
             shared,

@@ -7,9 +7,9 @@
 mod audio;
 mod peer;
 mod runtime;
-mod video;
 #[cfg(feature = "signalling")]
 mod server;
+mod video;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
@@ -20,9 +20,9 @@ use crate::error::{Error, ErrorKind};
 pub use audio::*;
 pub use peer::*;
 pub use runtime::*;
-pub use video::*;
 #[cfg(feature = "signalling")]
 pub use server::*;
+pub use video::*;
 
 /// Result of every `swrtc_*` call. On failure, `swrtc_last_error()` on the same thread
 /// returns a message.

@@ -366,17 +366,19 @@ pub unsafe extern "C" fn swrtc_peer_new(
             None => PeerConfig::default(),
         };
         // SAFETY: NULL or valid per the contract.
-        let handler = unsafe { callbacks.as_ref() }
-            .map(|cb| Arc::new(CHandler(*cb)) as Arc<dyn PeerHandler>);
+        let handler =
+            unsafe { callbacks.as_ref() }.map(|cb| Arc::new(CHandler(*cb)) as Arc<dyn PeerHandler>);
         // SAFETY: NULL or a live runtime handle.
         let peer = match unsafe { rt.as_ref() } {
             Some(r) => Peer::with_runtime(&r.rt, config, handler)?,
             None => Peer::with_runtime(&Runtime::global()?, config, handler)?,
         };
         // SAFETY: checked non-NULL.
-        unsafe { out.write(Box::into_raw(Box::new(SwrtcPeer {
-            peer: Arc::new(peer),
-        }))) };
+        unsafe {
+            out.write(Box::into_raw(Box::new(SwrtcPeer {
+                peer: Arc::new(peer),
+            })))
+        };
         Ok(())
     })
 }

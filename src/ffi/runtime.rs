@@ -90,4 +90,3 @@ pub unsafe extern "C" fn swrtc_runtime_free(rt: *mut SwrtcRuntime) {
         Ok(())
     });
 }
-

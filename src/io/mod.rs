@@ -75,9 +75,10 @@ pub fn candidates_for(local: SocketAddr, public_ip: Option<IpAddr>) -> Result<Ve
         .map_err(|e| Error::new(ErrorKind::Io, format!("bad local address {local}: {e}")))?];
     if let Some(ip) = public_ip {
         let public = SocketAddr::new(ip, local.port());
-        out.push(Candidate::server_reflexive(public, local, "udp").map_err(|e| {
-            Error::invalid(format!("bad public address {public}: {e}"))
-        })?);
+        out.push(
+            Candidate::server_reflexive(public, local, "udp")
+                .map_err(|e| Error::invalid(format!("bad public address {public}: {e}")))?,
+        );
     }
     Ok(out)
 }

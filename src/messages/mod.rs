@@ -120,9 +120,18 @@ mod tests {
 
     #[test]
     fn other_json_and_garbage_are_app_messages() {
-        assert_eq!(classify(br#"{"label":"rtvi-ai","type":"client-ready"}"#, false), Inbound::App);
-        assert_eq!(classify(b"\xff\xfe not json signalling", false), Inbound::App);
-        assert_eq!(classify(br#"{"type":"other","note":"signalling"}"#, false), Inbound::App);
+        assert_eq!(
+            classify(br#"{"label":"rtvi-ai","type":"client-ready"}"#, false),
+            Inbound::App
+        );
+        assert_eq!(
+            classify(b"\xff\xfe not json signalling", false),
+            Inbound::App
+        );
+        assert_eq!(
+            classify(br#"{"type":"other","note":"signalling"}"#, false),
+            Inbound::App
+        );
         assert_eq!(classify(b"", false), Inbound::App);
     }
 

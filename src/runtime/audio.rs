@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use tracing::debug;
 
@@ -87,12 +87,19 @@ impl AudioIn {
         s.in_frames_fec = r.fec_recovered;
     }
 
-    /// Called on the I/O thread for each mic packet: queue it and wake a worker.
-    pub fn push(self: &Arc<Self>, pkt: AudioPacket, workers: &Workers) {
+    /// Called on the I/O thread for each mic packet: queue it. The audio clock hands the
+    /// pipe to a worker on its next tick (≤ 5 ms), so workers wake once per tick, not
+    /// once per packet.
+    pub fn push(&self, pkt: AudioPacket) {
         if self.tx.try_send(pkt).is_err() {
             self.packets_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        if !self.scheduled.swap(true, Ordering::AcqRel)
+    }
+
+    /// Clock: submit this pipe if it has packets and is not queued already.
+    fn tick(self: &Arc<Self>, workers: &Workers) {
+        if !self.rx.is_empty()
+            && !self.scheduled.swap(true, Ordering::AcqRel)
             && !workers.submit(Job::AudioIn(self.clone()))
         {
             self.scheduled.store(false, Ordering::Release);
@@ -127,7 +134,6 @@ pub(crate) struct AudioOut {
     scheduled: AtomicBool,
     /// When the clock should run this pipe next, in ns since the clock's epoch.
     next_due: AtomicU64,
-    packet_ns: u64,
     closed: AtomicBool,
     pub packets_sent: AtomicU64,
     pub packets_dropped: AtomicU64,
@@ -152,7 +158,6 @@ impl AudioOut {
             done_cv: Condvar::new(),
             scheduled: AtomicBool::new(false),
             next_due: AtomicU64::new(0),
-            packet_ns: u64::from(cfg.audio_out_10ms_chunks) * 10_000_000,
             closed: AtomicBool::new(false),
             packets_sent: AtomicU64::new(0),
             packets_dropped: AtomicU64::new(0),
@@ -219,9 +224,10 @@ impl AudioOut {
         }
     }
 
-    /// Worker side: encode and hand over every packet that is due.
+    /// Worker side: encode and hand over every packet due by the end of the current
+    /// clock tick (so a packet leaves at most one tick early, never late by the tick).
     pub fn run(&self) {
-        let now = Instant::now();
+        let now = Instant::now() + TICK;
         let mut sender = self.sender.lock();
         loop {
             match sender.poll(now) {
@@ -247,8 +253,7 @@ impl AudioOut {
             }
         }
         if let Some(due) = sender.next_due() {
-            self.next_due
-                .store(clock_ns(due), Ordering::Release);
+            self.next_due.store(clock_ns(due), Ordering::Release);
         }
         drop(sender);
         self.scheduled.store(false, Ordering::Release);
@@ -264,59 +269,81 @@ fn clock_ns(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_nanos() as u64
 }
 
-/// The audio clock: one thread per runtime that hands due output pipes to workers.
+/// The clock's period. Every pipe is looked at on this grid, so one wake-up of the clock
+/// and at most one per worker serve all sessions each tick (per-packet wake-ups cost
+/// ~40 µs each on a loaded machine; 100 per session-second adds up).
+pub(crate) const TICK: Duration = Duration::from_millis(5);
+
+#[derive(Default)]
+struct Registry {
+    inputs: Vec<Arc<AudioIn>>,
+    outputs: Vec<Arc<AudioOut>>,
+    stop: bool,
+}
+
+/// The audio clock: one thread per runtime that, every tick, hands due output pipes and
+/// input pipes with queued packets to the workers.
 #[derive(Clone)]
 pub(crate) struct AudioClock {
-    tx: Sender<Option<Arc<AudioOut>>>,
+    reg: Arc<Mutex<Registry>>,
 }
 
 impl AudioClock {
     pub fn start(workers: Workers) -> Result<(AudioClock, JoinHandle<()>)> {
-        let (tx, rx) = bounded(1024);
+        let reg = Arc::new(Mutex::new(Registry::default()));
+        let r = reg.clone();
         let t = std::thread::Builder::new()
             .name("swrtc-audio-clock".into())
-            .spawn(move || clock_loop(rx, workers))?;
-        Ok((AudioClock { tx }, t))
+            .spawn(move || clock_loop(r, workers))?;
+        Ok((AudioClock { reg }, t))
     }
 
-    pub fn register(&self, pipe: Arc<AudioOut>) -> Result<()> {
-        self.tx
-            .send(Some(pipe))
-            .map_err(|_| Error::internal("the audio clock has stopped"))
+    pub fn register_output(&self, pipe: Arc<AudioOut>) {
+        self.reg.lock().outputs.push(pipe);
+    }
+
+    pub fn register_input(&self, pipe: Arc<AudioIn>) {
+        self.reg.lock().inputs.push(pipe);
     }
 
     pub fn shutdown(&self) {
-        let _ = self.tx.send(None);
+        self.reg.lock().stop = true;
     }
 }
 
-fn clock_loop(rx: Receiver<Option<Arc<AudioOut>>>, workers: Workers) {
-    let mut pipes: Vec<Arc<AudioOut>> = Vec::new();
+fn clock_loop(reg: Arc<Mutex<Registry>>, workers: Workers) {
+    let mut inputs: Vec<Arc<AudioIn>> = Vec::new();
+    let mut outputs: Vec<Arc<AudioOut>> = Vec::new();
+    let mut next_tick = Instant::now();
     loop {
-        let now = clock_ns(Instant::now());
-        pipes.retain(|p| !p.closed.load(Ordering::Acquire));
-        let mut next = u64::MAX;
-        for p in &pipes {
-            let due = p.next_due.load(Ordering::Acquire);
-            if due <= now {
-                if !p.scheduled.swap(true, Ordering::AcqRel) {
-                    // Until the worker stores the real slot, expect the next one.
-                    p.next_due.store(due.max(now) + p.packet_ns, Ordering::Release);
-                    if !workers.submit(Job::AudioOut(p.clone())) {
-                        p.scheduled.store(false, Ordering::Release);
-                    }
-                }
-                next = next.min(now + p.packet_ns);
-            } else {
-                next = next.min(due);
+        {
+            let mut r = reg.lock();
+            if r.stop {
+                return;
+            }
+            inputs.append(&mut r.inputs);
+            outputs.append(&mut r.outputs);
+        }
+        inputs.retain(|p| !p.ring.is_closed());
+        outputs.retain(|p| !p.closed.load(Ordering::Acquire));
+        for p in &inputs {
+            p.tick(&workers);
+        }
+        let horizon = clock_ns(Instant::now() + TICK);
+        for p in &outputs {
+            if p.next_due.load(Ordering::Acquire) <= horizon
+                && !p.scheduled.swap(true, Ordering::AcqRel)
+                && !workers.submit(Job::AudioOut(p.clone()))
+            {
+                p.scheduled.store(false, Ordering::Release);
             }
         }
-        let wait = Duration::from_nanos(next.saturating_sub(clock_ns(Instant::now())))
-            .min(Duration::from_millis(20));
-        match rx.recv_timeout(wait) {
-            Ok(Some(p)) => pipes.push(p),
-            Ok(None) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => {}
+        // A fixed grid: the schedule does not drift with the time each tick takes.
+        next_tick += TICK;
+        let now = Instant::now();
+        if next_tick <= now {
+            next_tick = now + TICK;
         }
+        std::thread::sleep(next_tick - now);
     }
 }

@@ -3,10 +3,10 @@
 
 pub(crate) mod audio;
 mod dispatch;
+mod io_loop;
 mod shared;
 pub(crate) mod video;
 mod workers;
-mod io_loop;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -21,14 +21,14 @@ use crate::error::{Error, Result};
 use crate::limits;
 
 pub use audio::AudioStats;
-pub use video::VideoStats;
-pub(crate) use video::{VideoIn, VideoOut, VideoPipes};
 pub(crate) use audio::{AudioClock, AudioIn, AudioOut};
 pub(crate) use dispatch::Dispatcher;
-pub(crate) use workers::Workers;
+pub(crate) use io_loop::{Command, IoHandle, MediaSinks, NewPeer, MAX_SOCKETS_PER_PEER};
 pub(crate) use shared::PeerShared;
 pub use shared::{PeerEvent, PeerHandler};
-pub(crate) use io_loop::{Command, IoHandle, MediaSinks, NewPeer, MAX_SOCKETS_PER_PEER};
+pub use video::VideoStats;
+pub(crate) use video::{VideoIn, VideoOut, VideoPipes};
+pub(crate) use workers::Workers;
 
 /// A set of threads peers live on. Cheap to clone; the threads stop when the last clone
 /// and the last peer on it are gone.

@@ -138,7 +138,9 @@ impl VideoIn {
                     }
                 }
             }
-            let Some(dec) = decoder.as_mut() else { continue };
+            let Some(dec) = decoder.as_mut() else {
+                continue;
+            };
             match dec.decode(&pkt.data, pkt.rtp_time, frame) {
                 Ok(true) => {
                     self.decoded.fetch_add(1, Ordering::Relaxed);

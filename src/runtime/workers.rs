@@ -24,9 +24,12 @@ pub(crate) enum Job {
     Stop,
 }
 
+/// Two queues: audio first. A 720p video encode takes milliseconds; audio waiting behind
+/// it would turn into latency and concealment.
 #[derive(Clone)]
 pub(crate) struct Workers {
-    tx: Sender<Job>,
+    audio: Sender<Job>,
+    video: Sender<Job>,
     threads: usize,
     pub dropped: Arc<AtomicU64>,
 }
@@ -38,19 +41,23 @@ impl Workers {
         } else {
             n
         };
-        let (tx, rx) = bounded(JOB_QUEUE);
+        let (audio, audio_rx) = bounded(JOB_QUEUE);
+        let (video, video_rx) = bounded(JOB_QUEUE);
         let mut handles = Vec::new();
         for i in 0..n {
-            let rx: Receiver<Job> = rx.clone();
+            let (a, v): (Receiver<Job>, Receiver<Job>) = (audio_rx.clone(), video_rx.clone());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("swrtc-worker-{i}"))
-                    .spawn(move || run(rx))?,
+                    // With two or more workers, the first never takes video: audio always
+                    // has a worker free within one job's time.
+                    .spawn(move || run(a, v, i == 0 && n > 1))?,
             );
         }
         Ok((
             Workers {
-                tx,
+                audio,
+                video,
                 threads: n,
                 dropped: Arc::new(AtomicU64::new(0)),
             },
@@ -60,7 +67,11 @@ impl Workers {
 
     /// Queues a job without blocking; false (counted) when the queue is full.
     pub fn submit(&self, job: Job) -> bool {
-        match self.tx.try_send(job) {
+        let tx = match job {
+            Job::VideoIn(_) | Job::VideoOut(_) => &self.video,
+            _ => &self.audio,
+        };
+        match tx.try_send(job) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -71,13 +82,25 @@ impl Workers {
 
     pub fn shutdown(&self) {
         for _ in 0..self.threads {
-            let _ = self.tx.send(Job::Stop);
+            let _ = self.audio.send(Job::Stop);
         }
     }
 }
 
-fn run(rx: Receiver<Job>) {
-    while let Ok(job) = rx.recv() {
+fn run(audio: Receiver<Job>, video: Receiver<Job>, audio_only: bool) {
+    loop {
+        // Audio first whenever both have work.
+        let job = match audio.try_recv() {
+            Ok(job) => job,
+            Err(_) if audio_only => match audio.recv() {
+                Ok(j) => j,
+                Err(_) => return,
+            },
+            Err(_) => crossbeam_channel::select_biased! {
+                recv(audio) -> j => match j { Ok(j) => j, Err(_) => return },
+                recv(video) -> j => match j { Ok(j) => j, Err(_) => return },
+            },
+        };
         match job {
             Job::AudioIn(p) => p.run(),
             Job::AudioOut(p) => p.run(),

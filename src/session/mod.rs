@@ -24,8 +24,8 @@ use tracing::{debug, warn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
 use crate::messages::{self, Inbound, Signal};
-pub use state::PeerState;
 use state::Lifecycle;
+pub use state::PeerState;
 
 /// Settings the session itself needs (the rest of `PeerConfig` belongs to media and I/O).
 #[derive(Debug, Clone)]
@@ -313,7 +313,8 @@ impl Session {
         self.ensure_open()?;
         self.life.app_connect();
         while let Some((data, binary)) = self.held_in.pop_front() {
-            self.events.push_back(SessionEvent::Message { data, binary });
+            self.events
+                .push_back(SessionEvent::Message { data, binary });
         }
         if self.has_video_in() {
             self.request_renegotiate(now);
@@ -441,15 +442,18 @@ impl Session {
 
     /// Whether the client's track at `receiver_index` is enabled (trackStatus).
     pub fn track_enabled(&self, receiver_index: usize) -> bool {
-        self.track_enabled.get(receiver_index).copied().unwrap_or(false)
+        self.track_enabled
+            .get(receiver_index)
+            .copied()
+            .unwrap_or(false)
     }
 
     fn has_video_in(&self) -> bool {
         self.cfg.renegotiate_for_video
             && self.receiver_mids[1..].iter().flatten().any(|mid| {
-                self.rtc
-                    .media(*mid)
-                    .is_some_and(|m| m.kind() == MediaKind::Video && m.direction() != Direction::Inactive)
+                self.rtc.media(*mid).is_some_and(|m| {
+                    m.kind() == MediaKind::Video && m.direction() != Direction::Inactive
+                })
             })
     }
 
@@ -490,7 +494,9 @@ impl Session {
     /// Work that follows any mutation: flush queued messages, apply timers, report state.
     fn after_mutation(&mut self, now: Instant) {
         self.flush_pending(now);
-        if self.channel.is_none() && self.life.channel_wait_over(now) && !self.pending_out.is_empty()
+        if self.channel.is_none()
+            && self.life.channel_wait_over(now)
+            && !self.pending_out.is_empty()
         {
             let n = self.pending_out.len() as u64;
             warn!("no data channel within 10 s of connecting: {n} queued messages dropped");

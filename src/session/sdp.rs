@@ -39,7 +39,10 @@ pub fn parse_offer(sdp: &str) -> Result<(SdpOffer, Vec<MediaLine>)> {
     if sdp.len() > MAX_SDP_LEN {
         return Err(Error::new(
             ErrorKind::InvalidSdp,
-            format!("the SDP offer is {} bytes, over the {MAX_SDP_LEN}-byte limit", sdp.len()),
+            format!(
+                "the SDP offer is {} bytes, over the {MAX_SDP_LEN}-byte limit",
+                sdp.len()
+            ),
         ));
     }
     let mut text = String::with_capacity(sdp.len() + 64);
@@ -57,7 +60,10 @@ pub fn parse_offer(sdp: &str) -> Result<(SdpOffer, Vec<MediaLine>)> {
     }
     let lines = media_lines(&text);
     if lines.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidSdp, "the SDP offer has no m-lines"));
+        return Err(Error::new(
+            ErrorKind::InvalidSdp,
+            "the SDP offer has no m-lines",
+        ));
     }
     let offer = SdpOffer::from_sdp_string(&text)
         .map_err(|e| Error::new(ErrorKind::InvalidSdp, format!("unparsable SDP offer: {e}")))?;
@@ -121,6 +127,9 @@ m=application 50712 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mi
             assert_eq!(e.kind(), ErrorKind::InvalidSdp, "{bad:?}: {e}");
         }
         let huge = "a".repeat(MAX_SDP_LEN + 1);
-        assert_eq!(parse_offer(&huge).unwrap_err().kind(), ErrorKind::InvalidSdp);
+        assert_eq!(
+            parse_offer(&huge).unwrap_err().kind(),
+            ErrorKind::InvalidSdp
+        );
     }
 }

@@ -174,7 +174,10 @@ impl Lifecycle {
         let mut verdict = Verdict::Keep;
         match self.connected_at {
             None => {
-                if self.offer_at.is_some_and(|t| now >= t + self.connection_timeout) {
+                if self
+                    .offer_at
+                    .is_some_and(|t| now >= t + self.connection_timeout)
+                {
                     self.fail();
                     verdict = Verdict::Close;
                 }

@@ -199,7 +199,11 @@ fn connected_is_delivered_only_after_app_connect() {
     let mut p = Pair::new(true, SessionConfig::default());
     p.connected_and_open();
     p.run_for(Duration::from_millis(200));
-    assert!(!p.states().contains(&PeerState::Connected), "{:?}", p.states());
+    assert!(
+        !p.states().contains(&PeerState::Connected),
+        "{:?}",
+        p.states()
+    );
     assert_eq!(p.states().last(), Some(&PeerState::Connecting));
     let now = p.now;
     p.server.connect(now).unwrap();
@@ -229,7 +233,11 @@ fn inbound_messages_are_held_until_connect_in_order() {
     p.server.connect(now).unwrap();
     p.step(Duration::from_millis(1));
     let want: Vec<String> = (0..5).map(|i| format!("{{\"i\":{i}}}")).collect();
-    assert_eq!(p.messages(), want, "pings and signalling are not app messages");
+    assert_eq!(
+        p.messages(),
+        want,
+        "pings and signalling are not app messages"
+    );
     assert_eq!(p.server.stats().pings_in, 1);
 }
 
@@ -242,7 +250,10 @@ fn outbound_messages_queue_before_open_then_flush_in_order() {
             .send_message(format!("m{i}").as_bytes(), false, now)
             .unwrap();
     }
-    let e = p.server.send_message(b"one too many", false, now).unwrap_err();
+    let e = p
+        .server
+        .send_message(b"one too many", false, now)
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WouldBlock);
     p.drive_until(400, |p| p.received.len() >= limits::MAX_PENDING_OUTBOUND);
     let want: Vec<String> = (0..limits::MAX_PENDING_OUTBOUND)
@@ -262,7 +273,11 @@ fn without_a_channel_messages_are_dropped_after_ten_seconds() {
     let now = p.now;
     let e = p.server.send_message(b"late", false, now).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotConnected);
-    assert_eq!(p.server.stats().messages_out_dropped, 2, "queued one and late one");
+    assert_eq!(
+        p.server.stats().messages_out_dropped,
+        2,
+        "queued one and late one"
+    );
 }
 
 #[test]
@@ -302,7 +317,10 @@ fn a_dead_network_fails_then_closes() {
     p.cut = true;
     p.run_for(Duration::from_secs(90));
     let s = p.states();
-    assert!(s.ends_with(&[PeerState::Failed, PeerState::Closed]), "{s:?}");
+    assert!(
+        s.ends_with(&[PeerState::Failed, PeerState::Closed]),
+        "{s:?}"
+    );
     assert!(s.contains(&PeerState::Disconnected), "{s:?}");
     assert!(p.server.is_finished());
 }
@@ -333,14 +351,25 @@ fn the_last_disconnect_sends_peer_left_and_closes() {
     p.server.connect(now).unwrap();
     p.server.disconnect(now);
     p.run_for(Duration::from_millis(200));
-    assert_ne!(p.server.state(), PeerState::Closed, "one connect still holds it");
+    assert_ne!(
+        p.server.state(),
+        PeerState::Closed,
+        "one connect still holds it"
+    );
     let now = p.now;
     p.server.disconnect(now);
     p.run_for(Duration::from_millis(200));
-    assert!(p.received.iter().any(|m| m.contains("peerLeft")), "{:?}", p.received);
+    assert!(
+        p.received.iter().any(|m| m.contains("peerLeft")),
+        "{:?}",
+        p.received
+    );
     assert_eq!(p.states().last(), Some(&PeerState::Closed));
     assert_eq!(
-        p.states().iter().filter(|s| **s == PeerState::Closed).count(),
+        p.states()
+            .iter()
+            .filter(|s| **s == PeerState::Closed)
+            .count(),
         1,
         "closed is reported once"
     );
@@ -352,7 +381,12 @@ fn the_last_disconnect_sends_peer_left_and_closes() {
 fn bad_candidates_are_errors_and_empty_ends_gathering() {
     let mut p = Pair::new(true, SessionConfig::default());
     let now = p.now;
-    for bad in ["garbage", "candidate:", "candidate:1 1 udp x 1.2.3.4 5 typ host", "a=candidate:1 1 udp 1 999.1.1.1 5 typ host"] {
+    for bad in [
+        "garbage",
+        "candidate:",
+        "candidate:1 1 udp x 1.2.3.4 5 typ host",
+        "a=candidate:1 1 udp 1 999.1.1.1 5 typ host",
+    ] {
         let e = p.server.add_remote_candidate(bad, now).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidCandidate, "{bad}");
     }

@@ -38,6 +38,7 @@ pub struct AudioSender {
     /// Interleaved samples per packet at the encoder rate.
     frame_len: usize,
     spare: Vec<Vec<u8>>,
+    scratch: Vec<u8>,
     /// Consecutive pacer-made silence packets; past a few the encoder is skipped.
     silent_run: u32,
     /// Whether packets are 20 ms (the only size the canned silence frame is for).
@@ -92,6 +93,7 @@ impl AudioSender {
             fifo: Vec::with_capacity(frame_len * 2),
             frame_len,
             spare: Vec::new(),
+            scratch: Vec::new(),
             silent_run: 0,
             twenty_ms: packet_10ms_units == 2,
         })
@@ -164,12 +166,16 @@ impl AudioSender {
             let missing = self.frame_len - self.fifo.len();
             self.fifo.splice(0..0, std::iter::repeat_n(0, missing));
         }
-        let mut data = self.spare.pop().unwrap_or_default();
-        data.resize(MAX_PACKET_BYTES, 0);
+        // Encode into a reused scratch buffer; the packet gets only the bytes it needs.
+        if self.scratch.len() < MAX_PACKET_BYTES {
+            self.scratch.resize(MAX_PACKET_BYTES, 0);
+        }
         let n = self
             .encoder
-            .encode(&self.fifo[..self.frame_len], &mut data)?;
-        data.truncate(n);
+            .encode(&self.fifo[..self.frame_len], &mut self.scratch)?;
+        let mut data = self.spare.pop().unwrap_or_default();
+        data.clear();
+        data.extend_from_slice(&self.scratch[..n]);
         self.fifo.drain(..self.frame_len);
         Ok(Some(EncodedPacket {
             data,
@@ -190,7 +196,8 @@ mod tests {
     /// Writes 2 s of a 1 kHz tone at `rate`, drains the sender on a virtual clock and decodes
     /// the result at 48 kHz.
     fn tone_through(rate: u32, channels: u16, units: u32) -> (Vec<EncodedPacket>, Vec<i16>) {
-        let mut tx = AudioSender::new(rate, channels, units, false, 48_000, COMPLEXITY, true).unwrap();
+        let mut tx =
+            AudioSender::new(rate, channels, units, false, 48_000, COMPLEXITY, true).unwrap();
         let mono = sine(rate, 1000.0, rate as usize * 2, 0);
         let pcm: Vec<i16> = mono
             .iter()
@@ -274,26 +281,43 @@ mod tests {
         let mut canned = 0;
         let mut pcm = vec![0i16; 960];
         for i in 0..20u64 {
-            let p = tx.poll(t0 + Duration::from_millis(20 * i)).unwrap().unwrap();
+            let p = tx
+                .poll(t0 + Duration::from_millis(20 * i))
+                .unwrap()
+                .unwrap();
             assert!(p.silence);
             if p.data == OPUS_SILENCE_20MS {
                 canned += 1;
             }
             assert_eq!(dec.decode(&p.data, &mut pcm).unwrap(), 960);
-            assert!(pcm.iter().all(|&s| s.abs() < 100), "silence decodes to near silence");
+            assert!(
+                pcm.iter().all(|&s| s.abs() < 100),
+                "silence decodes to near silence"
+            );
         }
         assert_eq!(canned, 20 - SILENCE_FLUSH as usize);
         let tone: Vec<i16> = (0..4800)
-            .map(|i| ((i as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 24_000.0).sin() * 8000.0) as i16)
+            .map(|i| {
+                ((i as f64 * 2.0 * std::f64::consts::PI * 1000.0 / 24_000.0).sin() * 8000.0) as i16
+            })
             .collect();
         tx.write(&tone).unwrap();
         let mut loud = 0;
         for i in 20..30u64 {
-            let p = tx.poll(t0 + Duration::from_millis(20 * i)).unwrap().unwrap();
+            let p = tx
+                .poll(t0 + Duration::from_millis(20 * i))
+                .unwrap()
+                .unwrap();
             assert!(!p.silence);
             assert_ne!(p.data, OPUS_SILENCE_20MS);
             dec.decode(&p.data, &mut pcm).unwrap();
-            if pcm.iter().map(|&s| s.unsigned_abs() as u32).max().unwrap_or(0) > 2000 {
+            if pcm
+                .iter()
+                .map(|&s| s.unsigned_abs() as u32)
+                .max()
+                .unwrap_or(0)
+                > 2000
+            {
                 loud += 1;
             }
         }
