@@ -137,7 +137,9 @@ fn runtime_cpu_by_kind() -> std::collections::BTreeMap<String, f64> {
         if !comm.starts_with("swrtc-") {
             continue;
         }
-        let kind = comm.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-');
+        let kind = comm
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-');
         *m.entry(kind.to_string()).or_insert(0.0) +=
             schedstat_ns(&t.path().join("schedstat")).unwrap_or(0) as f64 / 1e9;
     }
@@ -161,7 +163,10 @@ struct Onset {
 
 impl Onset {
     fn new(rate: u32) -> Onset {
-        Onset { quiet_run: 0, need: rate as usize / 10 }
+        Onset {
+            quiet_run: 0,
+            need: rate as usize / 10,
+        }
     }
 
     /// The index of an onset in `s`, if one starts there.
@@ -206,7 +211,11 @@ fn encode_packets(count: u64, bursts: bool) -> Vec<Vec<u8>> {
 fn up_2_3(inp: &[i16], last: &mut i16, out: &mut Vec<i16>) {
     out.clear();
     for pair in inp.chunks(2) {
-        let (p, a, b) = (*last as i32, pair[0] as i32, *pair.get(1).unwrap_or(&pair[0]) as i32);
+        let (p, a, b) = (
+            *last as i32,
+            pair[0] as i32,
+            *pair.get(1).unwrap_or(&pair[0]) as i32,
+        );
         out.push(p as i16);
         out.push(((p + 2 * a) / 3) as i16);
         out.push(((2 * a + b) / 3) as i16);
@@ -297,7 +306,11 @@ fn aiortc_echo_run() -> AiortcRun {
     let unmatched = ev["unmatched"].as_u64().unwrap_or(0);
     client.close();
     let queued_max_ms = *queued_max.lock().unwrap();
-    AiortcRun { rtts, unmatched, queued_max_ms }
+    AiortcRun {
+        rtts,
+        unmatched,
+        queued_max_ms,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -360,7 +373,9 @@ fn inproc_run() -> InProcRun {
     });
     let peer = Arc::new(Peer::new(lat_cfg(LAT_RATE, LAT_RATE), None).unwrap());
     let offer = client.offer();
-    client.accept_answer(&peer.handle_offer(&offer).unwrap()).unwrap();
+    client
+        .accept_answer(&peer.handle_offer(&offer).unwrap())
+        .unwrap();
     assert!(client
         .wait_for(T, |e| matches!(e, ClientEvent::ChannelOpen(_)))
         .is_some());
@@ -499,7 +514,9 @@ fn cpu_run(rate_in: u32, rate_out: u32) -> CpuRun {
         });
         let peer = Peer::with_runtime(&rt, lat_cfg(rate_in, rate_out), None).unwrap();
         let offer = client.offer();
-        client.accept_answer(&peer.handle_offer(&offer).unwrap()).unwrap();
+        client
+            .accept_answer(&peer.handle_offer(&offer).unwrap())
+            .unwrap();
         pairs.push((client, Arc::new(peer)));
     }
     for (client, peer) in &pairs {
@@ -567,10 +584,18 @@ fn cpu_run(rate_in: u32, rate_out: u32) -> CpuRun {
         std::thread::sleep(CPU_WARMUP);
         let stats0: Vec<_> = pairs.iter().map(|(_, p)| p.audio_stats()).collect();
         let kinds0 = runtime_cpu_by_kind();
-        let (c0, a0, k0) = (threads_cpu("swrtc-"), threads_cpu("app-echo-"), threads_cpu("str0m-client"));
+        let (c0, a0, k0) = (
+            threads_cpu("swrtc-"),
+            threads_cpu("app-echo-"),
+            threads_cpu("str0m-client"),
+        );
         let w0 = Instant::now();
         std::thread::sleep(CPU_WINDOW);
-        let (c1, a1, k1) = (threads_cpu("swrtc-"), threads_cpu("app-echo-"), threads_cpu("str0m-client"));
+        let (c1, a1, k1) = (
+            threads_cpu("swrtc-"),
+            threads_cpu("app-echo-"),
+            threads_cpu("str0m-client"),
+        );
         let kinds1 = runtime_cpu_by_kind();
         let wall = w0.elapsed().as_secs_f64();
         let stats1: Vec<_> = pairs.iter().map(|(_, p)| p.audio_stats()).collect();
@@ -589,14 +614,24 @@ fn cpu_run(rate_in: u32, rate_out: u32) -> CpuRun {
             .sum();
         let dropped: u64 = stats1
             .iter()
-            .map(|b| b.in_packets_dropped + b.in_frames_dropped + b.out_packets_dropped + b.in_packets_lost)
+            .map(|b| {
+                b.in_packets_dropped
+                    + b.in_frames_dropped
+                    + b.out_packets_dropped
+                    + b.in_packets_lost
+            })
             .sum();
         if dropped > 0 {
             eprintln!("  (cpu run: {dropped} packets/frames dropped or lost in total)");
         }
         let by_kind: Vec<(String, f64)> = kinds1
             .iter()
-            .map(|(k, v)| (k.clone(), (v - kinds0.get(k).copied().unwrap_or(0.0)) / session_s))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    (v - kinds0.get(k).copied().unwrap_or(0.0)) / session_s,
+                )
+            })
             .collect();
         result = Some((
             by_kind,
@@ -615,8 +650,9 @@ fn cpu_run(rate_in: u32, rate_out: u32) -> CpuRun {
     // Baseline: libopus alone on this thread, same settings, same amount of audio, one
     // decoder and one encoder per session as in the library.
     let n_packets = (session_s * 50.0).round() as usize;
-    let mut decs: Vec<OpusDecoder> =
-        (0..CPU_SESSIONS).map(|_| OpusDecoder::new(rate_in, 1).unwrap()).collect();
+    let mut decs: Vec<OpusDecoder> = (0..CPU_SESSIONS)
+        .map(|_| OpusDecoder::new(rate_in, 1).unwrap())
+        .collect();
     let mut encs: Vec<OpusEncoder> = (0..CPU_SESSIONS)
         .map(|_| OpusEncoder::new(rate_out, 1, BITRATE, COMPLEXITY, FEC).unwrap())
         .collect();
@@ -633,7 +669,9 @@ fn cpu_run(rate_in: u32, rate_out: u32) -> CpuRun {
     for i in 0..n_packets {
         let s = i % CPU_SESSIONS;
         let k = i / CPU_SESSIONS;
-        sink += decs[s].decode(&packets[k % 100], &mut pcm[..frame_in]).unwrap();
+        sink += decs[s]
+            .decode(&packets[k % 100], &mut pcm[..frame_in])
+            .unwrap();
     }
     let d1 = own_cpu();
     for i in 0..n_packets {
@@ -667,7 +705,11 @@ fn print_dist(name: &str, per_run: &[Vec<f64>], target: Option<f64>) {
     let med = median(&meds);
     let p = median(&p95s);
     let tgt = match target {
-        Some(t) => format!("; target ≤ {t:.0} ms: median {:.2}×, p95 {:.2}×", med / t, p / t),
+        Some(t) => format!(
+            "; target ≤ {t:.0} ms: median {:.2}×, p95 {:.2}×",
+            med / t,
+            p / t
+        ),
         None => String::new(),
     };
     println!(
@@ -695,9 +737,16 @@ fn main() {
         for _ in 0..runs {
             let r = aiortc_echo_run();
             if r.unmatched > 0 || r.rtts.len() < 30 {
-                eprintln!("  (aiortc run: {} RTTs, {} unmatched onsets)", r.rtts.len(), r.unmatched);
+                eprintln!(
+                    "  (aiortc run: {} RTTs, {} unmatched onsets)",
+                    r.rtts.len(),
+                    r.unmatched
+                );
             }
-            eprintln!("  (aiortc run: most audio queued before an echo write {:.0} ms)", r.queued_max_ms);
+            eprintln!(
+                "  (aiortc run: most audio queued before an echo write {:.0} ms)",
+                r.queued_max_ms
+            );
             rtts.push(r.rtts);
         }
         print_dist("RTT", &rtts, None);
@@ -705,7 +754,11 @@ fn main() {
             .iter()
             .map(|v| v.iter().map(|x| x - 80.0).collect())
             .collect();
-        print_dist("RTT minus aiortc's 80 ms jitter-buffer prefetch", &minus, None);
+        print_dist(
+            "RTT minus aiortc's 80 ms jitter-buffer prefetch",
+            &minus,
+            None,
+        );
     }
 
     if want("inproc") {
@@ -717,21 +770,38 @@ fn main() {
         for _ in 0..runs {
             all.push(inproc_run());
         }
-        let col = |f: fn(&InProcRun) -> &Vec<f64>| all.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
-        print_dist("mic packet sent -> read_audio returns it", &col(|r| &r.read), Some(25.0));
+        let col =
+            |f: fn(&InProcRun) -> &Vec<f64>| all.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
+        print_dist(
+            "mic packet sent -> read_audio returns it",
+            &col(|r| &r.read),
+            Some(25.0),
+        );
         print_dist(
             "write_audio -> packet at the client, minus audio queued before (bursts at spread phases)",
             &col(|r| &r.write),
             Some(20.0),
         );
-        print_dist("  (audio queued before those writes)", &col(|r| &r.write_queued), None);
+        print_dist(
+            "  (audio queued before those writes)",
+            &col(|r| &r.write_queued),
+            None,
+        );
         print_dist(
             "echo: write of the read frame -> packet at the client, minus audio queued before",
             &col(|r| &r.echo_write),
             Some(20.0),
         );
-        print_dist("  (audio queued before those echo writes)", &col(|r| &r.echo_queued), None);
-        print_dist("echo round trip: client send -> echoed packet at the client", &col(|r| &r.echo_rtt), None);
+        print_dist(
+            "  (audio queued before those echo writes)",
+            &col(|r| &r.echo_queued),
+            None,
+        );
+        print_dist(
+            "echo round trip: client send -> echoed packet at the client",
+            &col(|r| &r.echo_rtt),
+            None,
+        );
     }
 
     for (rate_in, rate_out, key) in [(16_000, 24_000, "cpu16"), (48_000, 48_000, "cpu48")] {
@@ -776,7 +846,11 @@ fn main() {
         println!("    by thread (median ms/session-s): {}", parts.join(", "));
         println!(
             "  app echo threads (read_audio + try_write_audio{}): {:.3} ms/session-s {}",
-            if rate_in == rate_out { "" } else { " + 2:3 upsampling" },
+            if rate_in == rate_out {
+                ""
+            } else {
+                " + 2:3 upsampling"
+            },
             median(&app) * 1e3,
             show(&app)
         );

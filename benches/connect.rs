@@ -47,7 +47,9 @@ fn thread_cpu(prefix: &str) -> f64 {
         }
         let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
         // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
-        let Some(rest) = stat.rsplit(')').next() else { continue };
+        let Some(rest) = stat.rsplit(')').next() else {
+            continue;
+        };
         let f: Vec<&str> = rest.split_whitespace().collect();
         if f.len() > 13 {
             let ut: f64 = f[11].parse().unwrap_or(0.0);
@@ -108,7 +110,10 @@ fn idle_cpu(n: usize, audio_out: bool) {
     }
     for (client, peer) in &pairs {
         assert!(client
-            .wait_for(Duration::from_secs(30), |e| matches!(e, ClientEvent::ChannelOpen(_)))
+            .wait_for(Duration::from_secs(30), |e| matches!(
+                e,
+                ClientEvent::ChannelOpen(_)
+            ))
             .is_some());
         peer.connect().unwrap();
     }

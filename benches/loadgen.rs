@@ -253,7 +253,9 @@ fn parse_url(url: &str) -> Result<Url, String> {
         .parse()
         .map_err(|_| format!("{hostport}: want IP:PORT"))?;
     if !addr.ip().is_loopback() {
-        return Err(format!("{addr}: the load generator only talks to loopback addresses"));
+        return Err(format!(
+            "{addr}: the load generator only talks to loopback addresses"
+        ));
     }
     Ok(Url {
         addr,
@@ -275,7 +277,8 @@ fn http_json(url: &Url, method: &str, body: &Value) -> Result<(u16, Value), Stri
         url.host,
         body.len()
     );
-    s.write_all(req.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
     // Read the head, then exactly Content-Length bytes (or chunks, or to EOF).
     let mut buf = Vec::with_capacity(8192);
     let mut tmp = [0u8; 8192];
@@ -301,7 +304,9 @@ fn http_json(url: &Url, method: &str, body: &Value) -> Result<(u16, Value), Stri
     let header = |name: &str| {
         head.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
         })
     };
     let mut body = buf[head_end..].to_vec();
@@ -326,7 +331,8 @@ fn http_json(url: &Url, method: &str, body: &Value) -> Result<(u16, Value), Stri
             body = dechunk(&body)?;
         }
     }
-    let v = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    let v = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
     Ok((status, v))
 }
 
@@ -403,7 +409,11 @@ fn opus_reference_cost(cycle: &[Arc<[u8]>]) -> f64 {
     let wall = t0.elapsed().as_secs_f64();
     let cpu = proc_cpu(None) - c0;
     // The tick-based process CPU is coarse (10 ms); take the wall time if it is smaller.
-    let used = if cpu.is_finite() && cpu > 0.0 { cpu.min(wall) } else { wall };
+    let used = if cpu.is_finite() && cpu > 0.0 {
+        cpu.min(wall)
+    } else {
+        wall
+    };
     used / (frames as f64 * 0.02)
 }
 
@@ -413,7 +423,8 @@ fn opus_reference_cost(cycle: &[Arc<[u8]>]) -> f64 {
 
 fn crypto() -> Arc<CryptoProvider> {
     static P: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
-    P.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags())).clone()
+    P.get_or_init(|| Arc::new(str0m::crypto::from_feature_flags()))
+        .clone()
 }
 
 struct Connect {
@@ -425,7 +436,13 @@ enum Made {
     Failed { id: usize, err: String },
 }
 
-fn signalling_thread(url: Url, video: bool, rx: Receiver<Connect>, tx: Sender<Made>, waker: Arc<Waker>) {
+fn signalling_thread(
+    url: Url,
+    video: bool,
+    rx: Receiver<Connect>,
+    tx: Sender<Made>,
+    waker: Arc<Waker>,
+) {
     while let Ok(Connect { id }) = rx.recv() {
         let made = match make_session(&url, id, video) {
             Ok(s) => Made::Ok(Box::new(s)),
@@ -440,7 +457,9 @@ fn signalling_thread(url: Url, video: bool, rx: Receiver<Connect>, tx: Sender<Ma
 
 fn make_session(url: &Url, id: usize, video: bool) -> Result<Session, String> {
     let socket = StdUdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    socket.set_nonblocking(true).map_err(|e| format!("nonblocking: {e}"))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| format!("nonblocking: {e}"))?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     let now = Instant::now();
     let mut rtc = Rtc::builder()
@@ -450,9 +469,21 @@ fn make_session(url: &Url, id: usize, video: bool) -> Result<Session, String> {
         .build(now);
     rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
     let mut api = rtc.sdp_api();
-    let audio_mid = api.add_media(MediaKind::Audio, Direction::SendRecv, Some("client".into()), None, None);
+    let audio_mid = api.add_media(
+        MediaKind::Audio,
+        Direction::SendRecv,
+        Some("client".into()),
+        None,
+        None,
+    );
     if video {
-        api.add_media(MediaKind::Video, Direction::SendRecv, Some("client".into()), None, None);
+        api.add_media(
+            MediaKind::Video,
+            Direction::SendRecv,
+            Some("client".into()),
+            None,
+            None,
+        );
     }
     let cid = api.add_channel("chat".into());
     let (offer, pending) = api.apply().ok_or("str0m made no offer")?;
@@ -605,7 +636,9 @@ impl Session {
                     *slot += 1;
                 }
                 if len >= loud_bytes {
-                    let onset = self.last_loud.is_none_or(|t| now.saturating_duration_since(t) >= QUIET_GAP);
+                    let onset = self
+                        .last_loud
+                        .is_none_or(|t| now.saturating_duration_since(t) >= QUIET_GAP);
                     self.last_loud = Some(now);
                     if onset {
                         self.match_onset(now);
@@ -648,7 +681,13 @@ impl Session {
     }
 
     /// Sends the packets that are due, and a ping if due.
-    fn on_timers(&mut self, now: Instant, cycle: &[Arc<[u8]>], loud_bytes: usize, st: &mut LoopStats) {
+    fn on_timers(
+        &mut self,
+        now: Instant,
+        cycle: &[Arc<[u8]>],
+        loud_bytes: usize,
+        st: &mut LoopStats,
+    ) {
         if self.dead {
             return;
         }
@@ -682,7 +721,8 @@ impl Session {
                 if let Some(mut ch) = self.rtc.channel(self.cid) {
                     let _ = ch.write(false, text.as_bytes());
                 }
-                self.next_ping = Some(if now - p > PING_INTERVAL { now } else { p } + PING_INTERVAL);
+                self.next_ping =
+                    Some(if now - p > PING_INTERVAL { now } else { p } + PING_INTERVAL);
                 self.drain(now, loud_bytes, st);
             }
         }
@@ -704,7 +744,10 @@ impl Session {
         }
         let Some(pt) = self.pt else { return };
         if writer.write(pt, now, rtp_time, pkt).is_ok() && i == 0 {
-            self.bursts.push(Burst { sent: now, latency: None });
+            self.bursts.push(Burst {
+                sent: now,
+                latency: None,
+            });
         }
     }
 
@@ -876,7 +919,10 @@ impl Driver {
         let end = Instant::now() + limit;
         while Instant::now() < end {
             let waiting = !self.pending.is_empty()
-                || self.sessions.values().any(|s| !s.dead && s.connected_at.is_none());
+                || self
+                    .sessions
+                    .values()
+                    .any(|s| !s.dead && s.connected_at.is_none());
             if !waiting {
                 return;
             }
@@ -939,7 +985,10 @@ impl Driver {
                     if !s.dead {
                         if s.connected_at.is_none() && now - s.t_post > CONNECT_TIMEOUT {
                             s.dead = true;
-                            eprintln!("[{}] session {} not connected in {CONNECT_TIMEOUT:?}", self.opts.label, s.id);
+                            eprintln!(
+                                "[{}] session {} not connected in {CONNECT_TIMEOUT:?}",
+                                self.opts.label, s.id
+                            );
                             continue;
                         }
                         next_wake = next_wake.min(s.next_deadline());
@@ -954,7 +1003,11 @@ impl Driver {
             match m {
                 Made::Ok(mut s) => {
                     self.pending.remove(&s.id);
-                    if let Err(e) = self.poll.registry().register(&mut s.socket, Token(s.id), Interest::READABLE) {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut s.socket,
+                        Token(s.id),
+                        Interest::READABLE,
+                    ) {
                         self.failed.push(format!("register: {e}"));
                         continue;
                     }
@@ -978,7 +1031,9 @@ impl Driver {
 
     fn read_socket(&mut self, id: usize) {
         let loud = self.opts.loud_bytes;
-        let Some(s) = self.sessions.get_mut(&id) else { return };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         for _ in 0..256 {
             match s.socket.recv_from(&mut self.buf) {
                 Ok((n, source)) => {
@@ -986,7 +1041,9 @@ impl Driver {
                     if s.dead {
                         continue;
                     }
-                    let Ok(contents) = (&self.buf[..n]).try_into() else { continue };
+                    let Ok(contents) = (&self.buf[..n]).try_into() else {
+                        continue;
+                    };
                     let input = Input::Receive(
                         now,
                         Receive {
@@ -1062,7 +1119,11 @@ impl Driver {
         let mut r = StepResult {
             phase: phase.into(),
             n,
-            connected: self.sessions.values().filter(|s| s.connected_at.is_some() && !s.dead).count(),
+            connected: self
+                .sessions
+                .values()
+                .filter(|s| s.connected_at.is_some() && !s.dead)
+                .count(),
             window_s: wall,
             bursts,
             returned,
@@ -1159,7 +1220,10 @@ impl Driver {
             self.opts.label
         );
         if total < 100 || (loud as f64) < quiet as f64 * 1.5 {
-            eprintln!("[{}] warning: the echo's tone and silence are hard to tell apart by size", self.opts.label);
+            eprintln!(
+                "[{}] warning: the echo's tone and silence are hard to tell apart by size",
+                self.opts.label
+            );
         }
         self.opts.loud_bytes = thr;
         for s in self.sessions.values_mut() {
@@ -1169,7 +1233,13 @@ impl Driver {
         }
     }
 
-    fn step_to(&mut self, n: usize, phase: &str, window: Duration, single_p95: Option<f64>) -> StepResult {
+    fn step_to(
+        &mut self,
+        n: usize,
+        phase: &str,
+        window: Duration,
+        single_p95: Option<f64>,
+    ) -> StepResult {
         let add = n.saturating_sub(self.sessions.len() + self.pending.len());
         self.add_sessions(add);
         self.wait_connected(Duration::from_secs(30) + Duration::from_millis(200 * add as u64));
@@ -1226,7 +1296,10 @@ fn run(opts: Opts) {
         steps.push(r.clone());
         if n == opts.steps[0] && single.is_none() {
             if n != 1 || !r.pass {
-                eprintln!("[{}] the first step must be 1 session and keep real time", opts.label);
+                eprintln!(
+                    "[{}] the first step must be 1 session and keep real time",
+                    opts.label
+                );
                 fail = Some(r);
                 break;
             }
@@ -1248,7 +1321,8 @@ fn run(opts: Opts) {
     if let (Some(s), Some(_)) = (&single, &fail) {
         let sp95 = s.lat_p95;
         for _ in 0..opts.refine {
-            let (Some(lo), Some(hi)) = (best.as_ref().map(|b| b.n), fail.as_ref().map(|f| f.n)) else {
+            let (Some(lo), Some(hi)) = (best.as_ref().map(|b| b.n), fail.as_ref().map(|f| f.n))
+            else {
                 break;
             };
             if hi as f64 <= lo as f64 * 1.15 || hi - lo < 2 || d.t_start.elapsed() > budget {
@@ -1270,22 +1344,30 @@ fn run(opts: Opts) {
     if let (Some(b), Some(s)) = (&best, &single) {
         if opts.hold_secs > 0.0 && b.n > 1 {
             d.reset();
-            let r = d.step_to(b.n, "hold", Duration::from_secs_f64(opts.hold_secs), Some(s.lat_p95));
+            let r = d.step_to(
+                b.n,
+                "hold",
+                Duration::from_secs_f64(opts.hold_secs),
+                Some(s.lat_p95),
+            );
             steps.push(r.clone());
             hold = Some(r);
         }
     }
     d.close_all();
     if opts.sizes {
-        let h: Vec<String> = d
-            .st
-            .sizes
-            .iter()
-            .enumerate()
-            .filter(|(_, &c)| c > 0)
-            .map(|(len, c)| format!("{len}:{c}"))
-            .collect();
-        eprintln!("[{}] received audio packet sizes (bytes:count): {}", opts.label, h.join(" "));
+        let h: Vec<String> =
+            d.st.sizes
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(len, c)| format!("{len}:{c}"))
+                .collect();
+        eprintln!(
+            "[{}] received audio packet sizes (bytes:count): {}",
+            opts.label,
+            h.join(" ")
+        );
     }
     let at_max = hold.clone().or(best.clone());
     let summary = json!({
@@ -1350,21 +1432,111 @@ fn table(ours_path: &str, theirs_path: &str) {
         prec,
     };
     let rows = vec![
-        row("max real-time sessions (server on 1 core)", &["max_sessions"], "", false, 0),
-        row("CPU-s per session-second at the max", &["best", "cpu_s_per_session_s"], "", true, 5),
-        row("RSS per session at the max", &["rss_per_session_kib"], "KiB", true, 0),
-        row("connect time, 1 session (POST -> ICE+DTLS)", &["single", "connect_median_ms"], "ms", true, 1),
-        row("connect time at the max, median", &["at_max", "connect_median_ms"], "ms", true, 1),
-        row("connect time at the max, p95", &["at_max", "connect_p95_ms"], "ms", true, 1),
-        row("echo latency, 1 session, median", &["single", "latency_median_ms"], "ms", true, 1),
-        row("echo latency, 1 session, p95", &["single", "latency_p95_ms"], "ms", true, 1),
-        row("echo latency at the max, median", &["at_max", "latency_median_ms"], "ms", true, 1),
-        row("echo latency at the max, p95", &["at_max", "latency_p95_ms"], "ms", true, 1),
-        row("bursts returned at the max", &["at_max", "returned_frac"], "", false, 4),
-        row("latency drift at the max (last - first third)", &["at_max", "drift_ms"], "ms", true, 1),
-        row("hold time at the max", &["at_max", "window_s"], "s", false, 0),
-        row("server threads at the max", &["at_max", "server_threads"], "", true, 0),
-        row("Opus dec+enc reference, CPU-s per session-s", &["opus_reference_cpu_s_per_session_s"], "", true, 5),
+        row(
+            "max real-time sessions (server on 1 core)",
+            &["max_sessions"],
+            "",
+            false,
+            0,
+        ),
+        row(
+            "CPU-s per session-second at the max",
+            &["best", "cpu_s_per_session_s"],
+            "",
+            true,
+            5,
+        ),
+        row(
+            "RSS per session at the max",
+            &["rss_per_session_kib"],
+            "KiB",
+            true,
+            0,
+        ),
+        row(
+            "connect time, 1 session (POST -> ICE+DTLS)",
+            &["single", "connect_median_ms"],
+            "ms",
+            true,
+            1,
+        ),
+        row(
+            "connect time at the max, median",
+            &["at_max", "connect_median_ms"],
+            "ms",
+            true,
+            1,
+        ),
+        row(
+            "connect time at the max, p95",
+            &["at_max", "connect_p95_ms"],
+            "ms",
+            true,
+            1,
+        ),
+        row(
+            "echo latency, 1 session, median",
+            &["single", "latency_median_ms"],
+            "ms",
+            true,
+            1,
+        ),
+        row(
+            "echo latency, 1 session, p95",
+            &["single", "latency_p95_ms"],
+            "ms",
+            true,
+            1,
+        ),
+        row(
+            "echo latency at the max, median",
+            &["at_max", "latency_median_ms"],
+            "ms",
+            true,
+            1,
+        ),
+        row(
+            "echo latency at the max, p95",
+            &["at_max", "latency_p95_ms"],
+            "ms",
+            true,
+            1,
+        ),
+        row(
+            "bursts returned at the max",
+            &["at_max", "returned_frac"],
+            "",
+            false,
+            4,
+        ),
+        row(
+            "latency drift at the max (last - first third)",
+            &["at_max", "drift_ms"],
+            "ms",
+            true,
+            1,
+        ),
+        row(
+            "hold time at the max",
+            &["at_max", "window_s"],
+            "s",
+            false,
+            0,
+        ),
+        row(
+            "server threads at the max",
+            &["at_max", "server_threads"],
+            "",
+            true,
+            0,
+        ),
+        row(
+            "Opus dec+enc reference, CPU-s per session-s",
+            &["opus_reference_cpu_s_per_session_s"],
+            "",
+            true,
+            5,
+        ),
     ];
     let la = a["label"].as_str().unwrap_or("ours").to_string();
     let lb = b["label"].as_str().unwrap_or("theirs").to_string();
@@ -1376,26 +1548,45 @@ fn table(ours_path: &str, theirs_path: &str) {
             if v.is_nan() {
                 "n/a".to_string()
             } else {
-                format!("{:.*}{}{}", r.prec, v, if r.unit.is_empty() { "" } else { " " }, r.unit)
+                format!(
+                    "{:.*}{}{}",
+                    r.prec,
+                    v,
+                    if r.unit.is_empty() { "" } else { " " },
+                    r.unit
+                )
             }
         };
         let ratio = if r.a.is_nan() || r.b.is_nan() || r.a == 0.0 || r.b == 0.0 {
             "".to_string()
-        } else if r.name.starts_with("latency drift") || r.name.starts_with("hold") || r.name.starts_with("bursts") || r.name.starts_with("Opus") {
+        } else if r.name.starts_with("latency drift")
+            || r.name.starts_with("hold")
+            || r.name.starts_with("bursts")
+            || r.name.starts_with("Opus")
+        {
             "".to_string()
         } else if r.lower_better {
             format!("{:.2}x", r.b / r.a)
         } else {
             format!("{:.2}x", r.a / r.b)
         };
-        println!("| {:<46} | {:>14} | {:>14} | {:>9} |", r.name, fmt(r.a), fmt(r.b), ratio);
+        println!(
+            "| {:<46} | {:>14} | {:>14} | {:>9} |",
+            r.name,
+            fmt(r.a),
+            fmt(r.b),
+            ratio
+        );
     }
     println!();
     println!("ratio: how many times better {la} is than {lb} (above 1: {la} is better).");
     let cpu_a = f(&a, &["best", "cpu_s_per_session_s"]);
     let opus = f(&a, &["opus_reference_cpu_s_per_session_s"]);
     if cpu_a.is_finite() && opus.is_finite() && opus > 0.0 {
-        println!("{la}: CPU per session = {:.2} x the Opus decode + encode reference.", cpu_a / opus);
+        println!(
+            "{la}: CPU per session = {:.2} x the Opus decode + encode reference.",
+            cpu_a / opus
+        );
     }
 }
 
@@ -1405,7 +1596,10 @@ fn main() {
         return; // cargo bench discovery
     }
     if let Some(i) = args.iter().position(|a| a == "--table") {
-        let rest: Vec<&String> = args[i + 1..].iter().filter(|a| !a.starts_with("--")).collect();
+        let rest: Vec<&String> = args[i + 1..]
+            .iter()
+            .filter(|a| !a.starts_with("--"))
+            .collect();
         if rest.len() != 2 {
             usage();
         }

@@ -18,7 +18,9 @@ fn main() {
         std::process::exit(2);
     }
     let cfg = PeerConfig {
-        bind_ip: std::env::var("SWRTC_BIND").ok().and_then(|s| s.parse().ok()),
+        bind_ip: std::env::var("SWRTC_BIND")
+            .ok()
+            .and_then(|s| s.parse().ok()),
         ..PeerConfig::default()
     };
     let peer = Arc::new(match Peer::new(cfg, None) {
@@ -42,7 +44,10 @@ fn main() {
     eprintln!("answered; listening on {:?}", peer.local_addrs());
     loop {
         match peer.poll_event(Some(std::time::Duration::from_secs(1))) {
-            Some(PeerEvent::Message { data, binary: false }) => {
+            Some(PeerEvent::Message {
+                data,
+                binary: false,
+            }) => {
                 let text = String::from_utf8_lossy(&data);
                 let m: serde_json::Value =
                     serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.into()));

@@ -54,7 +54,10 @@ fn messages_both_ways_in_order_and_peer_left_on_disconnect() {
             .unwrap();
     }
     let answer = peer.handle_offer(&offer).unwrap();
-    assert!(answer.contains("127.0.0.1"), "answer carries our host candidate");
+    assert!(
+        answer.contains("127.0.0.1"),
+        "answer carries our host candidate"
+    );
     client.answer(&answer);
     client.wait_channel_open(T);
     peer.connect().unwrap();
@@ -80,7 +83,10 @@ fn messages_both_ways_in_order_and_peer_left_on_disconnect() {
     }
     let stats = peer.stats().unwrap();
     assert!(stats.pings_in >= 1 || stats.messages_in == 20, "{stats:?}");
-    assert_eq!(stats.messages_in, 20, "pings and trackStatus are not app messages");
+    assert_eq!(
+        stats.messages_in, 20,
+        "pings and trackStatus are not app messages"
+    );
 
     peer.disconnect().unwrap();
     client.wait_message(T, |m| m.contains("peerLeft"));

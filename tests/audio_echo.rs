@@ -21,7 +21,11 @@ fn rms_dbfs(samples: &[i16]) -> f64 {
 }
 
 /// Runs an echo loop on `peer` until `stop`; returns the RMS (dBFS) of what it read.
-fn echo(peer: Arc<Peer>, stop: Arc<AtomicBool>, level_x100: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+fn echo(
+    peer: Arc<Peer>,
+    stop: Arc<AtomicBool>,
+    level_x100: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut recent: Vec<i16> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -79,9 +83,14 @@ fn echo_at(rate: u32) {
     let freq = stats2["freq_hz"].as_f64().unwrap();
     let echoed = stats2["rms_dbfs"].as_f64().unwrap();
     let read = -(level.load(Ordering::Relaxed) as f64) / 100.0;
-    eprintln!("{rate} Hz: read {read:.2} dBFS, client hears {echoed:.2} dBFS at {freq:.1} Hz ({stats})");
+    eprintln!(
+        "{rate} Hz: read {read:.2} dBFS, client hears {echoed:.2} dBFS at {freq:.1} Hz ({stats})"
+    );
     assert!((freq - 1000.0).abs() <= 20.0, "{rate}: frequency {freq}");
-    assert!((echoed - read).abs() <= 2.0, "{rate}: level {echoed} vs read {read}");
+    assert!(
+        (echoed - read).abs() <= 2.0,
+        "{rate}: level {echoed} vs read {read}"
+    );
     let s = peer.stats().unwrap();
     assert!(s.audio_packets_in > 100, "{s:?}");
 }

@@ -31,7 +31,10 @@ fn sixty_seconds_unread_keeps_memory_flat() {
         .accept_answer(&peer.handle_offer(&offer).unwrap())
         .unwrap();
     assert!(client
-        .wait_for(Duration::from_secs(15), |e| matches!(e, ClientEvent::ChannelOpen(_)))
+        .wait_for(Duration::from_secs(15), |e| matches!(
+            e,
+            ClientEvent::ChannelOpen(_)
+        ))
         .is_some());
     peer.connect().unwrap();
     let mut enc = OpusEncoder::new(48_000, 1, 32_000, 5, true).unwrap();
@@ -39,7 +42,9 @@ fn sixty_seconds_unread_keeps_memory_flat() {
     let mut send = |from: u64, to: u64| {
         let start = Instant::now();
         for i in from..to {
-            let n = enc.encode(&tone(1000.0, i * 960, 960, 48_000), &mut out).unwrap();
+            let n = enc
+                .encode(&tone(1000.0, i * 960, 960, 48_000), &mut out)
+                .unwrap();
             client.send_opus(out[..n].to_vec(), i * 960);
             let due = start + Duration::from_micros(5000 * (i - from + 1));
             std::thread::sleep(due.saturating_duration_since(Instant::now()));

@@ -62,7 +62,8 @@ fn five_percent_loss_still_gives_continuous_audio() {
                         idle_since = Instant::now();
                     }
                     Err(e) if e.kind() == ErrorKind::Timeout => {
-                        if !frames.is_empty() && idle_since.elapsed() > Duration::from_millis(1500) {
+                        if !frames.is_empty() && idle_since.elapsed() > Duration::from_millis(1500)
+                        {
                             return (frames, peer);
                         }
                         assert!(idle_since.elapsed() < T, "no audio at all");
@@ -85,7 +86,10 @@ fn five_percent_loss_still_gives_continuous_audio() {
     let (frames, peer) = reader.join().unwrap();
     let dropped = client.stats().packets_dropped;
     let st = peer.audio_stats();
-    eprintln!("sent {packets}, dropped by loss {dropped}, frames {}, {st:?}", frames.len());
+    eprintln!(
+        "sent {packets}, dropped by loss {dropped}, frames {}, {st:?}",
+        frames.len()
+    );
     assert!(dropped >= 10, "loss was injected: {dropped}");
     let n = frames.len() as f64;
     assert!(
@@ -95,10 +99,16 @@ fn five_percent_loss_still_gives_continuous_audio() {
     for w in frames.windows(2) {
         assert_eq!(w[1].0, w[0].0 + 320, "pts is continuous (no gaps)");
     }
-    assert!(frames.iter().all(|f| f.2 == 320), "every frame is 20 ms at 16 kHz");
+    assert!(
+        frames.iter().all(|f| f.2 == 320),
+        "every frame is 20 ms at 16 kHz"
+    );
     // Concealment fades a pure tone for a frame or two per loss; never a long silence.
     let quiet = frames.iter().skip(5).filter(|f| f.1 < 300.0).count();
-    assert!(quiet as u64 <= 2 * dropped + 2, "{quiet} quiet frames for {dropped} losses");
+    assert!(
+        quiet as u64 <= 2 * dropped + 2,
+        "{quiet} quiet frames for {dropped} losses"
+    );
     assert!(st.in_frames_concealed + st.in_frames_fec >= dropped.saturating_sub(2));
 }
 
@@ -120,7 +130,10 @@ fn wrong_write_sizes_are_rejected() {
     peer.try_write_audio(&[0; 240]).unwrap();
     peer.try_write_audio(&[0; 4800]).unwrap();
     let e = peer.try_write_audio(&vec![0; 24_000 * 11]).unwrap_err();
-    assert!(matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TooLarge), "{e}");
+    assert!(
+        matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TooLarge),
+        "{e}"
+    );
 }
 
 fn loud(e: &ClientEvent) -> bool {
@@ -134,7 +147,10 @@ fn clear_audio_stops_output_within_two_packets() {
     let pcm = tone(440.0, 0, 24_000 * 5, 24_000);
     peer.try_write_audio(&pcm).unwrap();
     for _ in 0..10 {
-        assert!(client.wait_for(T, loud).is_some(), "tone reaches the client");
+        assert!(
+            client.wait_for(T, loud).is_some(),
+            "tone reaches the client"
+        );
     }
     peer.clear_audio().unwrap();
     assert_eq!(peer.audio_queued().unwrap(), Duration::ZERO);
@@ -148,7 +164,10 @@ fn clear_audio_stops_output_within_two_packets() {
             loud_after += 1;
         }
     }
-    assert!(loud_after <= 2, "{loud_after} tone packets after clear_audio");
+    assert!(
+        loud_after <= 2,
+        "{loud_after} tone packets after clear_audio"
+    );
     // Output goes on (auto-silence) and new audio plays.
     peer.try_write_audio(&pcm[..4800]).unwrap();
     assert!(client.wait_for(T, loud).is_some());
@@ -166,7 +185,9 @@ fn blocking_write_returns_once_its_audio_is_sent() {
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(client.stats().audio_packets_received >= 40);
     // A timeout that is too short reports Timeout and keeps the audio queued.
-    let e = peer.write_audio(&pcm, Duration::from_millis(100)).unwrap_err();
+    let e = peer
+        .write_audio(&pcm, Duration::from_millis(100))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
     assert!(peer.audio_queued().unwrap() > Duration::from_millis(500));
     let _ = peer.poll_event(None::<Duration>);

@@ -35,7 +35,9 @@ fn last_error() -> String {
 fn wait_message(peer: &Peer, want: &str) {
     let end = Instant::now() + T;
     while Instant::now() < end {
-        if let Some(PeerEvent::Message { data, .. }) = peer.poll_event(Some(Duration::from_millis(50))) {
+        if let Some(PeerEvent::Message { data, .. }) =
+            peer.poll_event(Some(Duration::from_millis(50)))
+        {
             if data == want.as_bytes() {
                 return;
             }
@@ -75,11 +77,17 @@ fn rust_api_rejects_bad_sdp_candidates_and_messages() {
         assert_eq!(e.kind(), ErrorKind::InvalidSdp, "{what}: {e}");
         assert!(!e.message().is_empty());
     }
-    for cand in ["x", "candidate:1 1 udp", "candidate:a b c d e f g h", &"c".repeat(5000)] {
+    for cand in [
+        "x",
+        "candidate:1 1 udp",
+        "candidate:a b c d e f g h",
+        &"c".repeat(5000),
+    ] {
         let e = peer.add_ice_candidate(cand).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidCandidate, "{cand:.40}: {e}");
     }
-    peer.add_ice_candidate("").expect("empty candidate ends gathering");
+    peer.add_ice_candidate("")
+        .expect("empty candidate ends gathering");
     let e = peer.send_message(&vec![b'x'; 70_000], false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge);
     // The same peer still works.
@@ -91,21 +99,36 @@ fn rust_api_rejects_bad_sdp_candidates_and_messages() {
 #[test]
 fn c_abi_rejects_nulls_and_zero_lengths() {
     unsafe {
-        assert_eq!(swrtc_peer_config_default(null_mut()), SWRTC_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            swrtc_peer_config_default(null_mut()),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
         assert!(last_error().contains("NULL"), "{}", last_error());
-        assert_eq!(swrtc_peer_new(null(), null(), null(), null_mut()), SWRTC_ERR_INVALID_ARGUMENT);
-        assert_eq!(swrtc_runtime_new(null(), null_mut()), SWRTC_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            swrtc_peer_new(null(), null(), null(), null_mut()),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            swrtc_runtime_new(null(), null_mut()),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
 
         let mut c = std::mem::zeroed::<SwrtcPeerConfig>();
         assert_eq!(swrtc_peer_config_default(&mut c), SWRTC_OK);
         c.bind_ip = c"not-an-ip".as_ptr();
         let mut peer: *mut SwrtcPeer = null_mut();
-        assert_eq!(swrtc_peer_new(null(), &c, null(), &mut peer), SWRTC_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            swrtc_peer_new(null(), &c, null(), &mut peer),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
         assert!(last_error().contains("not-an-ip"));
         assert!(peer.is_null(), "outputs are written only on success");
         c.bind_ip = c"127.0.0.1".as_ptr();
         c.audio_out_10ms_chunks = 0;
-        assert_eq!(swrtc_peer_new(null(), &c, null(), &mut peer), SWRTC_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            swrtc_peer_new(null(), &c, null(), &mut peer),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
         c.audio_out_10ms_chunks = 2;
         assert_eq!(swrtc_peer_new(null(), &c, null(), &mut peer), SWRTC_OK);
         assert!(!peer.is_null());
@@ -138,28 +161,56 @@ fn c_abi_rejects_nulls_and_zero_lengths() {
             swrtc_peer_handle_offer(peer, bad_utf8.as_ptr().cast(), 2, &mut answer, &mut len),
             SWRTC_ERR_INVALID_ARGUMENT
         );
-        assert_eq!(swrtc_peer_add_ice_candidate(peer, null(), 5), SWRTC_ERR_INVALID_ARGUMENT);
-        assert_eq!(swrtc_peer_add_ice_candidate(peer, null(), 0), SWRTC_OK, "end of candidates");
+        assert_eq!(
+            swrtc_peer_add_ice_candidate(peer, null(), 5),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            swrtc_peer_add_ice_candidate(peer, null(), 0),
+            SWRTC_OK,
+            "end of candidates"
+        );
         assert_eq!(
             swrtc_peer_add_ice_candidate(peer, c"nonsense".as_ptr(), 8),
             SWRTC_ERR_INVALID_CANDIDATE
         );
-        assert_eq!(swrtc_peer_send_message(peer, null(), 4, false), SWRTC_ERR_INVALID_ARGUMENT);
-        assert_eq!(swrtc_peer_send_message(peer, b"x".as_ptr(), 0, false), SWRTC_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            swrtc_peer_send_message(peer, null(), 4, false),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            swrtc_peer_send_message(peer, b"x".as_ptr(), 0, false),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
         let big = vec![b'a'; 70_000];
-        assert_eq!(swrtc_peer_send_message(peer, big.as_ptr(), big.len(), false), SWRTC_ERR_TOO_LARGE);
+        assert_eq!(
+            swrtc_peer_send_message(peer, big.as_ptr(), big.len(), false),
+            SWRTC_ERR_TOO_LARGE
+        );
         assert!(last_error().contains("limit"));
-        assert_eq!(swrtc_peer_poll_event(peer, 0, null_mut()), SWRTC_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            swrtc_peer_poll_event(peer, 0, null_mut()),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
         let mut ev = std::mem::zeroed::<SwrtcEvent>();
-        assert_eq!(swrtc_peer_poll_event(peer, 0, &mut ev), SWRTC_ERR_WOULD_BLOCK);
+        assert_eq!(
+            swrtc_peer_poll_event(peer, 0, &mut ev),
+            SWRTC_ERR_WOULD_BLOCK
+        );
         assert_eq!(swrtc_peer_poll_event(peer, 20, &mut ev), SWRTC_ERR_TIMEOUT);
         swrtc_event_clear(null_mut());
         swrtc_event_clear(&mut ev);
-        assert_eq!(swrtc_peer_state(peer, null_mut()), SWRTC_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            swrtc_peer_state(peer, null_mut()),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
         let mut st = SwrtcPeerState::SWRTC_PEER_CLOSED;
         assert_eq!(swrtc_peer_state(peer, &mut st), SWRTC_OK);
         assert_eq!(st, SwrtcPeerState::SWRTC_PEER_NEW);
-        assert_eq!(swrtc_peer_get_stats(peer, null_mut()), SWRTC_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            swrtc_peer_get_stats(peer, null_mut()),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
         assert_eq!(swrtc_peer_connect(null()), SWRTC_ERR_INVALID_ARGUMENT);
         assert_eq!(swrtc_peer_disconnect(null()), SWRTC_ERR_INVALID_ARGUMENT);
         swrtc_peer_free(null_mut());

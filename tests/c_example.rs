@@ -41,7 +41,13 @@ fn c_example_answers_an_offer_and_echoes_a_message() {
     let lib = lib_dir();
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let status = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=200809L"])
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-D_POSIX_C_SOURCE=200809L",
+        ])
         .arg("-I")
         .arg(root().join("include"))
         .arg(root().join("examples/c/answer_offer.c"))

@@ -20,7 +20,9 @@ fn peers_bind_inside_the_port_range_until_it_is_full() {
         port_max: base + 2,
         ..PeerConfig::default()
     };
-    let peers: Vec<Peer> = (0..3).map(|_| Peer::new(cfg.clone(), None).unwrap()).collect();
+    let peers: Vec<Peer> = (0..3)
+        .map(|_| Peer::new(cfg.clone(), None).unwrap())
+        .collect();
     let mut ports: Vec<u16> = peers.iter().map(|p| p.local_addrs()[0].port()).collect();
     ports.sort();
     assert_eq!(ports, vec![base, base + 1, base + 2]);
@@ -67,6 +69,9 @@ fn default_bind_uses_interface_addresses() {
     assert!(!peer.local_addrs().is_empty());
     let answer = peer.handle_offer(&offer()).unwrap();
     for a in peer.local_addrs() {
-        assert!(answer.contains(&format!("{} {} typ host", a.ip(), a.port())), "{answer}");
+        assert!(
+            answer.contains(&format!("{} {} typ host", a.ip(), a.port())),
+            "{answer}"
+        );
     }
 }

@@ -59,7 +59,9 @@ fn connected_pair(opts: ClientOptions) -> (TestClient, Peer) {
         .wait_for(T, |e| matches!(e, ClientEvent::ChannelOpen(_)))
         .is_some());
     peer.connect().unwrap();
-    wait_event(&peer, "connected", |e| *e == PeerEvent::State(PeerState::Connected));
+    wait_event(&peer, "connected", |e| {
+        *e == PeerEvent::State(PeerState::Connected)
+    });
     (client, peer)
 }
 
@@ -70,23 +72,41 @@ fn pipecat_like_client_connects_with_pings_and_track_status() {
         ..ClientOptions::default()
     });
     wait_event(&peer, "trackStatus", |e| {
-        matches!(e, PeerEvent::TrackStatus { receiver_index: 0, enabled: true })
+        matches!(
+            e,
+            PeerEvent::TrackStatus {
+                receiver_index: 0,
+                enabled: true
+            }
+        )
     });
     client.send_track_status(1, false);
     wait_event(&peer, "camera disabled", |e| {
-        matches!(e, PeerEvent::TrackStatus { receiver_index: 1, enabled: false })
+        matches!(
+            e,
+            PeerEvent::TrackStatus {
+                receiver_index: 1,
+                enabled: false
+            }
+        )
     });
     assert!(!peer.track_enabled(1));
     assert!(peer.track_enabled(0));
 
     client.send_text(r#"{"label":"rtvi-ai","type":"client-ready","id":"1"}"#);
-    let ev = wait_event(&peer, "app message", |e| matches!(e, PeerEvent::Message { .. }));
-    let PeerEvent::Message { data, binary } = ev else { unreachable!() };
+    let ev = wait_event(&peer, "app message", |e| {
+        matches!(e, PeerEvent::Message { .. })
+    });
+    let PeerEvent::Message { data, binary } = ev else {
+        unreachable!()
+    };
     assert!(!binary);
     assert!(String::from_utf8(data).unwrap().contains("client-ready"));
     peer.send_message(br#"{"label":"rtvi-ai","type":"bot-ready"}"#, false)
         .unwrap();
-    assert!(client.wait_message(T, |m| m.contains("bot-ready")).is_some());
+    assert!(client
+        .wait_message(T, |m| m.contains("bot-ready"))
+        .is_some());
 
     // Two pings arrive within about two seconds; none is an app message.
     let end = Instant::now() + T;
@@ -112,7 +132,11 @@ fn a_client_that_goes_silent_is_reported_disconnected() {
         *e == PeerEvent::State(PeerState::Disconnected)
     });
     // Three seconds of ping window; allow scheduling slack on a busy machine.
-    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -121,7 +145,9 @@ fn disconnect_frees_the_port() {
     let addr = peer.local_addrs()[0];
     peer.disconnect().unwrap();
     assert!(client.wait_message(T, |m| m.contains("peerLeft")).is_some());
-    wait_event(&peer, "closed", |e| *e == PeerEvent::State(PeerState::Closed));
+    wait_event(&peer, "closed", |e| {
+        *e == PeerEvent::State(PeerState::Closed)
+    });
     let end = Instant::now() + T;
     loop {
         match std::net::UdpSocket::bind(addr) {

@@ -22,7 +22,9 @@ fn cfg() -> PeerConfig {
 
 fn open(client: &mut TestClient, peer: &Peer) {
     let offer = client.offer();
-    client.accept_answer(&peer.handle_offer(&offer).unwrap()).unwrap();
+    client
+        .accept_answer(&peer.handle_offer(&offer).unwrap())
+        .unwrap();
     assert!(client
         .wait_for(T, |e| matches!(e, ClientEvent::ChannelOpen(_)))
         .is_some());
@@ -104,7 +106,10 @@ fn callbacks_run_on_the_callback_thread_in_order() {
         .unwrap()
         .iter()
         .all(|t| t == "swrtc-callbacks"));
-    assert!(peer.poll_event(None).is_none(), "with a handler nothing is queued for polling");
+    assert!(
+        peer.poll_event(None).is_none(),
+        "with a handler nothing is queued for polling"
+    );
 }
 
 #[test]
@@ -129,7 +134,9 @@ fn no_callback_runs_after_drop_returns() {
     for i in 0..40 {
         client.send_text(&format!("spam {i}"));
     }
-    wait_until("callbacks under way", || rec.events.lock().unwrap().len() > 3);
+    wait_until("callbacks under way", || {
+        rec.events.lock().unwrap().len() > 3
+    });
     drop(peer); // a slow callback is running now; drop waits for it
     rec.after_drop.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(500));
@@ -157,7 +164,9 @@ fn two_io_threads_serve_all_peers() {
         let end = Instant::now() + T;
         loop {
             assert!(Instant::now() < end, "message to peer {i}");
-            if let Some(PeerEvent::Message { data, .. }) = peer.poll_event(Some(Duration::from_millis(20))) {
+            if let Some(PeerEvent::Message { data, .. }) =
+                peer.poll_event(Some(Duration::from_millis(20)))
+            {
                 assert_eq!(data, text.as_bytes());
                 break;
             }
@@ -179,7 +188,9 @@ fn checks_before_any_candidate_still_connect() {
         .filter(|l| !l.starts_with("a=candidate"))
         .map(|l| format!("{l}\r\n"))
         .collect();
-    client.accept_answer(&peer.handle_offer(&offer).unwrap()).unwrap();
+    client
+        .accept_answer(&peer.handle_offer(&offer).unwrap())
+        .unwrap();
     assert!(client
         .wait_for(T, |e| matches!(e, ClientEvent::ChannelOpen(_)))
         .is_some());

@@ -40,8 +40,12 @@ fn camera_is_decoded_and_echoed_back_to_aiortc() {
     assert_eq!(frame.rgb.len(), 640 * 480 * 3);
     assert_eq!(frame.source, VideoSource::Camera);
     // Colour bars: not a flat image.
-    let distinct: std::collections::HashSet<_> =
-        frame.rgb.chunks(3).step_by(997).map(|p| (p[0] / 32, p[1] / 32, p[2] / 32)).collect();
+    let distinct: std::collections::HashSet<_> = frame
+        .rgb
+        .chunks(3)
+        .step_by(997)
+        .map(|p| (p[0] / 32, p[1] / 32, p[2] / 32))
+        .collect();
     assert!(distinct.len() >= 4, "{distinct:?}");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -51,7 +55,11 @@ fn camera_is_decoded_and_echoed_back_to_aiortc() {
             let mut f = VideoFrame::new(VideoSource::Camera);
             while !stop.load(Ordering::Relaxed) {
                 if peer
-                    .read_video_into(VideoSource::Camera, &mut f, Some(Duration::from_millis(100)))
+                    .read_video_into(
+                        VideoSource::Camera,
+                        &mut f,
+                        Some(Duration::from_millis(100)),
+                    )
                     .is_ok()
                 {
                     peer.write_video(&f.rgb, f.width, f.height, 0).unwrap();
@@ -72,7 +80,10 @@ fn camera_is_decoded_and_echoed_back_to_aiortc() {
     stop.store(true, Ordering::Relaxed);
     echo.join().unwrap();
     let st = peer.video_stats();
-    assert!(st.in_frames_decoded[0] >= 30 && st.out_frames_sent >= 30, "{st:?}");
+    assert!(
+        st.in_frames_decoded[0] >= 30 && st.out_frames_sent >= 30,
+        "{st:?}"
+    );
     assert_eq!(st.in_frames_decoded[1], 0, "no screen track");
 }
 
@@ -106,7 +117,9 @@ fn video_in_disabled_or_absent_is_not_an_error_for_reads() {
     let mut client = TestClient::new(ClientOptions::default());
     let peer = Peer::new(cfg(), None).unwrap();
     let offer = client.offer();
-    client.accept_answer(&peer.handle_offer(&offer).unwrap()).unwrap();
+    client
+        .accept_answer(&peer.handle_offer(&offer).unwrap())
+        .unwrap();
     let e = peer
         .read_video(VideoSource::Screen, Some(Duration::from_millis(200)))
         .unwrap_err();

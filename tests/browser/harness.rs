@@ -95,16 +95,25 @@ fn outer(t: &BrowserTest) -> Value {
         .env("RUST_BACKTRACE", "1");
     // Same process group as this test, so that Ctrl-C reaches the inner run;
     // its children watch their stdin and go when it goes.
-    let out = run_with_deadline(cmd, INNER_DEADLINE + Duration::from_secs(20), "the inner test run", false)
-        .unwrap_or_else(|e| {
-            panic!("cannot run `unshare -n` (util-linux) for the browser test's network namespace: {e}")
-        });
+    let out = run_with_deadline(
+        cmd,
+        INNER_DEADLINE + Duration::from_secs(20),
+        "the inner test run",
+        false,
+    )
+    .unwrap_or_else(|e| {
+        panic!("cannot run `unshare -n` (util-linux) for the browser test's network namespace: {e}")
+    });
     // (libtest may have printed "test name ... " on the same line.)
-    let result_line =
-        out.stdout.lines().find_map(|l| l.find(RESULT_PREFIX).map(|i| l[i + RESULT_PREFIX.len()..].to_owned()));
+    let result_line = out.stdout.lines().find_map(|l| {
+        l.find(RESULT_PREFIX)
+            .map(|i| l[i + RESULT_PREFIX.len()..].to_owned())
+    });
     let verbose = std::env::var_os("SWRTC_BROWSER_LOG").is_some();
     let Some(line) = result_line else {
-        let hint = if out.stderr.contains("unshare failed") || out.stderr.contains("Operation not permitted") {
+        let hint = if out.stderr.contains("unshare failed")
+            || out.stderr.contains("Operation not permitted")
+        {
             "\n\nthe browser tests need to create a network namespace (`unshare -n`): run them as root or \
              in a container/VM that allows it (CAP_SYS_ADMIN)"
         } else {
@@ -118,7 +127,8 @@ fn outer(t: &BrowserTest) -> Value {
             tail(&out.stderr, 200)
         );
     };
-    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad result JSON ({e}): {line}"));
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad result JSON ({e}): {line}"));
     let ok = v["ok"] == Value::Bool(true);
     if !ok || verbose {
         eprintln!("--- inner run stderr ---\n{}", tail(&out.stderr, 300));
@@ -140,20 +150,39 @@ fn check_prerequisites() {
     if which("node").is_none() {
         missing("`node` (Node.js)");
     }
-    let chromium = std::env::var_os("SWRTC_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| "/usr/bin/chromium".into());
+    let chromium = std::env::var_os("SWRTC_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
     if !chromium.exists() {
-        missing(&format!("Chromium at {} (Debian package `chromium`)", chromium.display()));
+        missing(&format!(
+            "Chromium at {} (Debian package `chromium`)",
+            chromium.display()
+        ));
     }
-    for m in ["playwright-core", "esbuild", "@pipecat-ai/client-js", "@pipecat-ai/small-webrtc-transport"] {
-        if !browser_dir().join("node_modules").join(m).join("package.json").exists() {
-            missing(&format!("the npm package {m} in tests/browser/node_modules (npm ci)"));
+    for m in [
+        "playwright-core",
+        "esbuild",
+        "@pipecat-ai/client-js",
+        "@pipecat-ai/small-webrtc-transport",
+    ] {
+        if !browser_dir()
+            .join("node_modules")
+            .join(m)
+            .join("package.json")
+            .exists()
+        {
+            missing(&format!(
+                "the npm package {m} in tests/browser/node_modules (npm ci)"
+            ));
         }
     }
 }
 
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 fn build_bundle() {
@@ -178,7 +207,8 @@ fn profile_dir() -> PathBuf {
 
 fn build_echo_example() {
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--example", "echo", "--quiet"]).current_dir(repo_root());
+    cmd.args(["build", "--example", "echo", "--quiet"])
+        .current_dir(repo_root());
     if profile_dir().file_name().and_then(|n| n.to_str()) == Some("release") {
         cmd.arg("--release");
     }
@@ -196,8 +226,12 @@ fn inner(t: &BrowserTest) {
     // Only lo may exist here, else Chromium's checks could leave loopback.
     // (/proc/self/net follows the process's namespace; /sys/class/net does not.)
     let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
-    let ifaces: Vec<String> =
-        dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|s| s.trim().to_owned()).collect();
+    let ifaces: Vec<String> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|s| s.trim().to_owned())
+        .collect();
     assert!(
         ifaces == ["lo"],
         "the inner browser test run is not in a loopback-only network namespace (interfaces: {ifaces:?})"
@@ -206,7 +240,10 @@ fn inner(t: &BrowserTest) {
 
     let mut server = EchoServer::start();
     let url = server.wait_url(SERVER_START_DEADLINE);
-    eprintln!("browser test: server at {url} ({} ms)", started.elapsed().as_millis());
+    eprintln!(
+        "browser test: server at {url} ({} ms)",
+        started.elapsed().as_millis()
+    );
 
     let driver = browser_dir().join(t.driver);
     let mut cmd = Command::new("node");
@@ -222,14 +259,22 @@ fn inner(t: &BrowserTest) {
     eprintln!("--- {} stderr ---\n{}", t.driver, tail(&out.stderr, 200));
     server.stop();
     eprintln!("--- server output ---\n{}", tail(&server.output(), 200));
-    let line = out.stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'));
     match line {
         Some(l) => println!("\n{RESULT_PREFIX}{l}"),
         None => panic!(
             "{} printed no JSON result (exit {:?}{})\n--- stdout ---\n{}",
             t.driver,
             out.status,
-            if out.timed_out { ", killed at its deadline" } else { "" },
+            if out.timed_out {
+                ", killed at its deadline"
+            } else {
+                ""
+            },
             tail(&out.stdout, 50)
         ),
     }
@@ -243,7 +288,7 @@ struct EchoServer {
 
 impl EchoServer {
     fn start() -> EchoServer {
-        let mut cmd = match std::env::var("SWRTC_ECHO_CMD") {
+        let cmd = match std::env::var("SWRTC_ECHO_CMD") {
             Ok(c) => {
                 let mut cmd = Command::new("sh");
                 cmd.arg("-c").arg(format!("exec {c}"));
@@ -267,7 +312,10 @@ impl EchoServer {
             .arg(cmd.get_program())
             .args(cmd.get_args());
         let mut cmd = watched;
-        cmd.current_dir(repo_root()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         own_process_group(&mut cmd);
         let mut child = cmd.spawn().expect("the echo server starts");
         let output = Arc::new(Mutex::new(String::new()));
@@ -297,12 +345,17 @@ impl EchoServer {
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 thread::sleep(Duration::from_millis(100));
-                panic!("the echo server exited ({status}) before printing its URL:\n{}", self.output());
+                panic!(
+                    "the echo server exited ({status}) before printing its URL:\n{}",
+                    self.output()
+                );
             }
             if Instant::now() > end {
                 let out = self.output();
                 self.stop();
-                panic!("the echo server printed no http://127.0.0.1:PORT within {deadline:?}:\n{out}");
+                panic!(
+                    "the echo server printed no http://127.0.0.1:PORT within {deadline:?}:\n{out}"
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -350,10 +403,16 @@ fn own_process_group(cmd: &mut Command) {
 fn kill_group(child: &mut Child) {
     if let Ok(Some(_)) = child.try_wait() {
         // The leader is gone; members of its group may remain.
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stderr(Stdio::null())
+            .status();
         return;
     }
-    let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
     let end = Instant::now() + Duration::from_secs(3);
     while Instant::now() < end {
         if let Ok(Some(_)) = child.try_wait() {
@@ -361,15 +420,25 @@ fn kill_group(child: &mut Child) {
         }
         thread::sleep(Duration::from_millis(20));
     }
-    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status();
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
     let _ = child.kill();
     let _ = child.wait();
 }
 
 /// Runs `cmd` in its own process group with piped output; kills the group at
 /// the deadline.
-fn run_with_deadline(mut cmd: Command, deadline: Duration, what: &str, own_group: bool) -> std::io::Result<Output> {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+fn run_with_deadline(
+    mut cmd: Command,
+    deadline: Duration,
+    what: &str,
+    own_group: bool,
+) -> std::io::Result<Output> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if own_group {
         own_process_group(&mut cmd);
     }
@@ -406,9 +475,17 @@ fn run_with_deadline(mut cmd: Command, deadline: Duration, what: &str, own_group
     };
     // Children left in the group (a browser) would hold the pipes open.
     if own_group {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).stderr(Stdio::null()).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stderr(Stdio::null())
+            .status();
     }
-    Ok(Output { status, timed_out, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() })
+    Ok(Output {
+        status,
+        timed_out,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    })
 }
 
 fn tail(s: &str, lines: usize) -> String {
@@ -422,7 +499,12 @@ fn tail(s: &str, lines: usize) -> String {
 /// One line with the numbers a report needs.
 pub fn summary(v: &Value) -> String {
     let t = &v["timings"];
-    let g = |k: &str| t.get(k).and_then(Value::as_f64).map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+    let g = |k: &str| {
+        t.get(k)
+            .and_then(Value::as_f64)
+            .map(|x| format!("{x:.1}"))
+            .unwrap_or_else(|| "-".into())
+    };
     format!(
         "ok={} connect={} ms, POST→answer={} ms, POST→ICE={} ms, POST→dc open={} ms, POST→bot-ready={} ms, POST→first echoed audio={} ms, echo RTT={} ms, ICE RTT={} ms, video frames decoded={}, problems={}",
         v["ok"],

@@ -310,6 +310,45 @@ impl AiortcPeer {
         self.wait_reply("video_stats", "video_stats", DEFAULT_DEADLINE)
     }
 
+    /// `{"camera":N,"screen":M}`: frames each outgoing video track has handed
+    /// to its sender (null for an absent track).
+    pub fn video_sent(&mut self) -> Value {
+        self.send(json!({"cmd": "video_sent"}));
+        self.wait_reply("video_sent", "video_sent", DEFAULT_DEADLINE)
+    }
+
+    /// Stops (`true`) or resumes the "swrtc"/solid-colour video tracks;
+    /// returns `{"paused","camera","screen"}` with the frame counts, final
+    /// while paused.
+    pub fn video_pause(&mut self, paused: bool) -> Value {
+        self.send(json!({"cmd": "video_pause", "paused": paused}));
+        self.wait_reply("video_pause", "video_paused", DEFAULT_DEADLINE)
+    }
+
+    /// The negotiated codecs (MIME types, the one sent first) of each
+    /// transceiver, in m-line order.
+    pub fn sender_codecs(&mut self) -> Vec<Vec<String>> {
+        self.send(json!({"cmd": "sender_codecs"}));
+        let ev = self.wait_reply("sender_codecs", "sender_codecs", DEFAULT_DEADLINE);
+        ev["transceivers"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        t["codecs"]
+                            .as_array()
+                            .map(|c| {
+                                c.iter()
+                                    .filter_map(|m| m.as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Number of the current peer connection ("pc" of the last `offer`).
     pub fn current_pc(&self) -> Value {
         self.pc.clone()
@@ -421,4 +460,101 @@ impl Drop for AiortcPeer {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The codec names (`VP8`, `H264`, ...) of each video m-line of an SDP, in
+/// payload order (RTX and FEC formats included as named).
+pub fn video_codecs(sdp: &str) -> Vec<Vec<String>> {
+    let mut lines: Vec<(Vec<String>, Vec<(String, String)>)> = Vec::new();
+    let mut in_video = false;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video ");
+            if in_video {
+                let pts = m.split_whitespace().skip(3).map(str::to_owned).collect();
+                lines.push((pts, Vec::new()));
+            }
+        } else if let (true, Some(map)) = (in_video, line.strip_prefix("a=rtpmap:")) {
+            if let (Some((pt, rest)), Some(last)) = (map.split_once(' '), lines.last_mut()) {
+                let name = rest.split('/').next().unwrap_or_default().to_owned();
+                last.1.push((pt.to_owned(), name));
+            }
+        }
+    }
+    lines
+        .into_iter()
+        .map(|(pts, names)| {
+            pts.iter()
+                .filter_map(|pt| names.iter().find(|(p, _)| p == pt).map(|(_, n)| n.clone()))
+                .collect()
+        })
+        .collect()
+}
+
+/// How a decoded frame compares with the library's test pattern
+/// (`smallwebrtc::media::video::pattern`), which the aiortc peer sends with
+/// `"video_pattern": "swrtc"`.
+#[derive(Debug, Clone)]
+pub struct PatternMatch {
+    /// Top-left corner of the marker found in the frame.
+    pub marker: (u32, u32),
+    /// The pattern frame index (within one cycle of the marker) it matched.
+    pub frame: u64,
+    /// Mean absolute error per channel over the whole frame.
+    pub mae: [f64; 3],
+    /// Mean absolute error per channel over the band the marker moves along.
+    pub band_mae: [f64; 3],
+}
+
+impl PatternMatch {
+    /// The largest error over channels, whole frame and band.
+    pub fn worst(&self) -> f64 {
+        self.mae.iter().chain(&self.band_mae).copied().fold(0.0, f64::max)
+    }
+}
+
+/// Compares a decoded RGB24 frame with the pattern frame whose marker is
+/// where `find_marker` sees it (within 2 pixels). `Err` says why not.
+pub fn match_pattern(rgb: &[u8], width: u32, height: u32) -> Result<PatternMatch, String> {
+    use smallwebrtc::media::video::pattern;
+    if rgb.len() != (width * height * 3) as usize {
+        return Err(format!("{} bytes for {width}x{height}", rgb.len()));
+    }
+    let found = pattern::find_marker(rgb, width, height)
+        .ok_or_else(|| "no marker in the band".to_owned())?;
+    let size = pattern::marker_size(height);
+    let cycle = u64::from(width.saturating_sub(size).max(1));
+    let frame = (0..cycle)
+        .min_by_key(|&f| {
+            let (x, y) = pattern::marker_position(width, height, f);
+            x.abs_diff(found.0) + y.abs_diff(found.1)
+        })
+        .unwrap_or(0);
+    let expected_at = pattern::marker_position(width, height, frame);
+    if expected_at.0.abs_diff(found.0) > 2 || expected_at.1.abs_diff(found.1) > 2 {
+        return Err(format!(
+            "marker at {found:?}; the pattern never puts it there (nearest {expected_at:?})"
+        ));
+    }
+    let mut expected = Vec::new();
+    pattern::draw(width, height, frame, &mut expected);
+    let band = (height * 3 / 4 * width * 3) as usize;
+    Ok(PatternMatch {
+        marker: found,
+        frame,
+        mae: pattern::mean_abs_error(rgb, &expected),
+        band_mae: pattern::mean_abs_error(&rgb[band..], &expected[band..]),
+    })
+}
+
+/// Mean colour (R, G, B) of an RGB24 picture.
+pub fn mean_colour(rgb: &[u8]) -> [f64; 3] {
+    let mut sums = [0u64; 3];
+    for px in rgb.chunks_exact(3) {
+        for c in 0..3 {
+            sums[c] += u64::from(px[c]);
+        }
+    }
+    let n = (rgb.len() / 3).max(1) as f64;
+    sums.map(|s| s as f64 / n)
 }

@@ -22,6 +22,15 @@ Commands (unknown fields are ignored):
       tone_hz 0 sends digital silence. video_line false leaves out the video
       transceiver (an audio-only offer, like an ESP32's); channel_id N opens the
       data channel on SCTP stream N (in-band, as libpeer opens stream 0).
+      Video options: video_pattern "bars" (default: static colour bars) or
+      "swrtc" (the library's test pattern, src/media/video/pattern.rs: colour
+      bars with a marker that moves 8 px per frame; frame index = frames sent
+      so far + video_frame_offset); screen_pattern the same for the screen
+      track, or [r,g,b] for a solid colour (screen_frame_offset likewise);
+      video_size [w,h] (default [640,480]) and video_fps (default 30) for the
+      "swrtc" and solid tracks; video_codec "VP8" or "H264" munges the offer
+      of every video transceiver down to that codec (setCodecPreferences; RTX
+      kept unless video_rtx is false).
   {"cmd":"answer","sdp":...}   -> {"event":"answered"}
   {"cmd":"renegotiate"}        -> {"event":"offer","sdp":...,"pc":G} (same pc)
   {"cmd":"send","text":...}    -> {"event":"sent"} (error event if not open)
@@ -48,6 +57,16 @@ Commands (unknown fields are ignored):
       clock: (frame received + onset offset) - (frame handed to the sender +
       onset offset). reset clears the list after answering. Without
       "bursts" nothing changes.
+  {"cmd":"video_sent"}         -> {"event":"video_sent","camera":N,"screen":M}
+      Frames each outgoing video track has handed to its sender so far (null
+      for a track that is absent).
+  {"cmd":"video_pause","paused":true} -> {"event":"video_paused","paused":b,
+                                   "camera":N,"screen":M}
+      Stops (or resumes) producing frames on the "swrtc"/solid tracks; the
+      counts are final while paused.
+  {"cmd":"sender_codecs"}      -> {"event":"sender_codecs","transceivers":
+                                   [{"mid","kind","codecs":[mime,...]}]}
+      The negotiated codecs per transceiver, in order: a sender sends the first.
   {"cmd":"ping"}               -> {"event":"pong"}
   {"cmd":"close"}              -> closes the pc, {"event":"closed"}, exit 0
 Asynchronous events: {"event":"channel_open","label"}, channel_close,
@@ -77,6 +96,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
     VideoStreamTrack,
 )
@@ -262,13 +282,126 @@ class ColourBarsTrack(VideoStreamTrack):
     def __init__(self, width: int = 640, height: int = 480):
         super().__init__()
         self._yuv = _colour_bars_yuv420p(width, height)
+        self.sent = 0  # frames handed to the sender
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
         frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
         frame.pts = pts
         frame.time_base = time_base
+        self.sent += 1
         return frame
+
+
+# The library's synthetic test picture, ported exactly from
+# src/media/video/pattern.rs (same colours, bar layout and marker motion).
+SWRTC_BARS = np.array([
+    (191, 191, 191), (191, 191, 0), (0, 191, 191), (0, 191, 0),
+    (191, 0, 191), (191, 0, 0), (0, 0, 191), (0, 0, 0),
+], dtype=np.uint8)
+SWRTC_BAND = (32, 32, 32)
+SWRTC_MARKER = (235, 235, 235)
+
+
+def swrtc_marker_size(height: int) -> int:
+    return max(height // 8, 2)
+
+
+def swrtc_marker_position(width: int, height: int, frame: int) -> tuple:
+    size = swrtc_marker_size(height)
+    band_top = height * 3 // 4
+    span = max(max(width - size, 0), 1)
+    x = frame * 8 % span
+    y = band_top + max(height - band_top - size, 0) // 2
+    return x, y
+
+
+def swrtc_pattern_rgb(width: int, height: int, frame: int) -> np.ndarray:
+    band_top = height * 3 // 4
+    size = swrtc_marker_size(height)
+    mx, my = swrtc_marker_position(width, height, frame)
+    rgb = np.empty((height, width, 3), dtype=np.uint8)
+    bar = np.arange(width) * len(SWRTC_BARS) // width
+    rgb[:band_top] = SWRTC_BARS[bar][np.newaxis, :, :]
+    rgb[band_top:] = SWRTC_BAND
+    rgb[my:my + size, mx:mx + size] = SWRTC_MARKER
+    return rgb
+
+
+class PatternTrack(MediaStreamTrack):
+    """The library's test pattern (pattern "swrtc") or a solid colour ([r,g,b]),
+    paced at `fps`. Counts the frames handed to the sender (`sent`); frame i
+    shows pattern frame `offset + i`. Can be paused (recv then waits)."""
+
+    kind = "video"
+
+    def __init__(self, pattern="swrtc", width: int = 640, height: int = 480,
+                 fps: float = 30.0, offset: int = 0):
+        super().__init__()
+        self.width, self.height = int(width), int(height)
+        self.fps = float(fps) if fps else 30.0
+        self.offset = int(offset)
+        self.sent = 0
+        self._solid = None
+        if isinstance(pattern, (list, tuple)):
+            rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
+            rgb[:, :] = [int(c) for c in pattern[:3]]
+            self._solid = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format="yuv420p").to_ndarray()
+        elif pattern != "swrtc":
+            raise ValueError(f"unknown video pattern {pattern!r}")
+        self._next = None
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+
+    def set_paused(self, paused: bool) -> None:
+        if paused:
+            self._resumed.clear()
+        else:
+            self._resumed.set()
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if not self._resumed.is_set():
+            await self._resumed.wait()
+            self._next = None  # no burst to catch up after a pause
+        now = time.monotonic()
+        if self._next is None:
+            self._next = now
+        else:
+            self._next += 1.0 / self.fps
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+        if self._solid is not None:
+            frame = av.VideoFrame.from_ndarray(self._solid, format="yuv420p")
+        else:
+            rgb = swrtc_pattern_rgb(self.width, self.height, self.offset + self.sent)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts = int(round(self.sent * 90000 / self.fps))
+        frame.time_base = fractions.Fraction(1, 90000)
+        self.sent += 1
+        return frame
+
+
+def _video_track(cmd: dict, pattern_key: str, offset_key: str):
+    pattern = cmd.get(pattern_key, "bars")
+    if pattern in (None, "bars"):
+        return ColourBarsTrack()
+    size = cmd.get("video_size") or [640, 480]
+    return PatternTrack(pattern, size[0], size[1], cmd.get("video_fps", 30),
+                        cmd.get(offset_key, 0))
+
+
+def _codec_preferences(name: str, rtx: bool) -> list:
+    want = "video/" + name.lower()
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    chosen = [c for c in caps if c.mimeType.lower() == want]
+    if not chosen:
+        raise ValueError(f"aiortc has no video codec {name!r}")
+    if rtx:
+        chosen += [c for c in caps if c.mimeType.lower() == "video/rtx"]
+    return chosen
 
 
 # --- received media ----------------------------------------------------------
@@ -340,6 +473,8 @@ class Peer:
         self.audio = AudioRecorder()
         self.video = VideoRecorder()
         self.probe = None
+        self.camera_track = None
+        self.screen_track = None
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -401,11 +536,20 @@ class Peer:
             self.tone = ToneTrack(cmd.get("tone_hz", 1000), cmd.get("tone_dbfs", -20))
             audio_track = self.tone
         pc.addTransceiver(audio_track or "audio", direction="sendrecv")
+        self.camera_track = self.screen_track = None
+        video_transceivers = []
         if cmd.get("video_line", True):
-            pc.addTransceiver(ColourBarsTrack() if cmd.get("video", True) else "video",
-                              direction="sendrecv")
+            if cmd.get("video", True):
+                self.camera_track = _video_track(cmd, "video_pattern", "video_frame_offset")
+            video_transceivers.append(pc.addTransceiver(self.camera_track or "video",
+                                                        direction="sendrecv"))
         if cmd.get("screen", False):
-            pc.addTransceiver(ColourBarsTrack(), direction="sendonly")
+            self.screen_track = _video_track(cmd, "screen_pattern", "screen_frame_offset")
+            video_transceivers.append(pc.addTransceiver(self.screen_track, direction="sendonly"))
+        if cmd.get("video_codec"):
+            prefs = _codec_preferences(str(cmd["video_codec"]), cmd.get("video_rtx", True))
+            for t in video_transceivers:
+                t.setCodecPreferences(prefs)
 
         channel = pc.createDataChannel(cmd.get("label", "chat"), id=cmd.get("channel_id"))
         self.channel = channel
@@ -467,6 +611,31 @@ class Peer:
             probe.rtts_ms.clear()
             probe.onsets = 0
             probe.unmatched = 0
+
+    def _sent_counts(self) -> dict:
+        return {name: getattr(track, "sent", None) if track is not None else None
+                for name, track in (("camera", self.camera_track),
+                                    ("screen", self.screen_track))}
+
+    async def cmd_video_sent(self, cmd: dict) -> None:
+        emit("video_sent", **self._sent_counts())
+
+    async def cmd_video_pause(self, cmd: dict) -> None:
+        paused = bool(cmd.get("paused", True))
+        tracks = [t for t in (self.camera_track, self.screen_track)
+                  if isinstance(t, PatternTrack)]
+        if not tracks:
+            raise RuntimeError("no pausable video track (video_pattern 'swrtc' or a colour)")
+        for t in tracks:
+            t.set_paused(paused)
+        emit("video_paused", paused=paused, **self._sent_counts())
+
+    async def cmd_sender_codecs(self, cmd: dict) -> None:
+        if self.pc is None:
+            raise RuntimeError("no peer connection: send an offer command first")
+        emit("sender_codecs", transceivers=[
+            {"mid": t.mid, "kind": t.kind, "codecs": [c.mimeType for c in t._codecs]}
+            for t in self.pc.getTransceivers()])
 
     async def cmd_ping(self, cmd: dict) -> None:
         emit("pong")

@@ -18,7 +18,9 @@ export function log(...args) {
 }
 
 // ---------------------------------------------------------------- args
-// --key value / --flag. Returns {positional:[], key: value|true}.
+// --key value / --key=value / --flag (the flags that never take a value are
+// listed in FLAGS). Returns {positional:[], key: value|true}.
+const FLAGS = new Set(["no-cam", "expect-video", "verbose"]);
 export function parseArgs(argv) {
   const out = { positional: [] };
   for (let i = 0; i < argv.length; i++) {
@@ -26,7 +28,7 @@ export function parseArgs(argv) {
     if (a.startsWith("--")) {
       const eq = a.indexOf("=");
       if (eq > 0) out[a.slice(2, eq)] = a.slice(eq + 1);
-      else if (i + 1 < argv.length && !argv[i + 1].startsWith("--")) out[a.slice(2)] = argv[++i];
+      else if (!FLAGS.has(a.slice(2)) && i + 1 < argv.length && !argv[i + 1].startsWith("--")) out[a.slice(2)] = argv[++i];
       else out[a.slice(2)] = true;
     } else out.positional.push(a);
   }
