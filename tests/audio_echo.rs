@@ -28,6 +28,8 @@ fn echo(
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut recent: Vec<i16> = Vec::new();
+        let mut cushion: Vec<i16> = Vec::new();
+        let mut primed = false;
         while !stop.load(Ordering::Relaxed) {
             match peer.read_audio(Some(Duration::from_millis(100))) {
                 Ok(frame) => {
@@ -37,10 +39,17 @@ fn echo(
                         recent.drain(..recent.len() - keep);
                     }
                     level_x100.store(((-rms_dbfs(&recent)) * 100.0) as u64, Ordering::Relaxed);
-                    match peer.try_write_audio(&frame.samples) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("write_audio: {e}"),
+                    // Start with 60 ms queued, as a real bot's playout would, so a late frame
+                    // on a busy machine does not become a gap of silence in the echo.
+                    cushion.extend_from_slice(&frame.samples);
+                    if primed || cushion.len() >= frame.samples.len() * 3 {
+                        primed = true;
+                        match peer.try_write_audio(&cushion) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(e) => panic!("write_audio: {e}"),
+                        }
+                        cushion.clear();
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::Timeout => {}

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::ErrorKind as IoKind;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -104,6 +104,9 @@ pub(crate) enum Command {
 pub(crate) struct IoHandle {
     tx: Sender<Command>,
     waker: Arc<Waker>,
+    /// True while the I/O thread is (about to be) blocked in `poll`; only then does a
+    /// command need the waker's syscall. Media commands arrive in bursts per clock tick.
+    sleeping: Arc<AtomicBool>,
     peers: Arc<AtomicUsize>,
 }
 
@@ -118,14 +121,21 @@ impl IoHandle {
                 }
                 crossbeam_channel::SendTimeoutError::Disconnected(_) => Error::closed(),
             })?;
-        self.waker.wake()?;
+        self.wake()?;
+        Ok(())
+    }
+
+    fn wake(&self) -> std::io::Result<()> {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.waker.wake()?;
+        }
         Ok(())
     }
 
     /// Queues a command without blocking (media paths): false when the queue is full.
     pub fn try_send(&self, cmd: Command) -> bool {
         match self.tx.try_send(cmd) {
-            Ok(()) => self.waker.wake().is_ok(),
+            Ok(()) => self.wake().is_ok(),
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
     }
@@ -150,6 +160,7 @@ struct Entry {
 struct IoLoop {
     poll: Poll,
     rx: Receiver<Command>,
+    sleeping: Arc<AtomicBool>,
     dispatcher: Dispatcher,
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
@@ -163,9 +174,11 @@ pub(crate) fn spawn(index: usize, dispatcher: Dispatcher) -> Result<(IoHandle, J
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = bounded(limits::COMMAND_QUEUE);
     let count = Arc::new(AtomicUsize::new(0));
+    let sleeping = Arc::new(AtomicBool::new(false));
     let mut lp = IoLoop {
         poll,
         rx,
+        sleeping: sleeping.clone(),
         dispatcher,
         entries: Vec::new(),
         free: Vec::new(),
@@ -180,6 +193,7 @@ pub(crate) fn spawn(index: usize, dispatcher: Dispatcher) -> Result<(IoHandle, J
         IoHandle {
             tx,
             waker,
+            sleeping,
             peers: count,
         },
         t,
@@ -197,10 +211,18 @@ impl IoLoop {
                 .flatten()
                 .map(|e| e.session.poll_timeout())
                 .min();
-            let wait = deadline.map_or(Duration::from_secs(1), |d| {
+            let mut wait = deadline.map_or(Duration::from_secs(1), |d| {
                 d.saturating_duration_since(now).min(Duration::from_secs(1))
             });
-            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+            // Announce the sleep, then look once more: a command queued before the flag
+            // was set did not wake us, so do not block on it.
+            self.sleeping.store(true, Ordering::SeqCst);
+            if !self.rx.is_empty() {
+                wait = Duration::ZERO;
+            }
+            let polled = self.poll.poll(&mut events, Some(wait));
+            self.sleeping.store(false, Ordering::SeqCst);
+            if let Err(e) = polled {
                 if e.kind() != IoKind::Interrupted {
                     warn!("mio poll failed: {e}");
                 }
