@@ -188,6 +188,10 @@ typedef struct SwrtcAudioStats {
    * Output audio queued, ms.
    */
   uint64_t out_queued_ms;
+  /**
+   * Output slots skipped after a stall (their audio dropped, so latency stays bounded).
+   */
+  uint64_t out_slots_skipped;
 } SwrtcAudioStats;
 
 /**
@@ -416,78 +420,6 @@ typedef struct SwrtcRuntimeConfig {
 } SwrtcRuntimeConfig;
 
 /**
- * A decoded frame: packed RGB24, `height` rows of `stride` bytes. The pixels are owned by
- * the library: zero-initialise the struct before its first use, pass it again to reuse
- * its buffer, and release it with `swrtc_video_frame_clear`. Do not change `rgb` or
- * `capacity` yourself.
- */
-typedef struct SwrtcVideoFrame {
-  /**
-   * Pixels, R G B per pixel.
-   */
-  uint8_t *rgb;
-  /**
-   * Bytes of pixels.
-   */
-  size_t len;
-  /**
-   * Bytes allocated for `rgb` (library use).
-   */
-  size_t capacity;
-  /**
-   * Width in pixels.
-   */
-  uint32_t width;
-  /**
-   * Height in pixels.
-   */
-  uint32_t height;
-  /**
-   * Bytes from one row to the next (`width * 3`).
-   */
-  size_t stride;
-  /**
-   * Presentation time, 90 kHz RTP clock.
-   */
-  uint64_t pts;
-  /**
-   * Which track it came from.
-   */
-  enum SwrtcVideoSource source;
-} SwrtcVideoFrame;
-
-/**
- * Video counters of a peer. Arrays are indexed by `SwrtcVideoSource`.
- */
-typedef struct SwrtcVideoStats {
-  /**
-   * Frames decoded.
-   */
-  uint64_t in_frames_decoded[2];
-  /**
-   * Decoded frames replaced before the app read them (latest wins).
-   */
-  uint64_t in_frames_overwritten[2];
-  /**
-   * Encoded frames dropped (workers behind, or waiting for a keyframe).
-   */
-  uint64_t in_frames_dropped[2];
-  /**
-   * Decode errors (each asks the client for a keyframe).
-   */
-  uint64_t in_decode_errors[2];
-  /**
-   * Frames encoded and sent.
-   */
-  uint64_t out_frames_sent;
-  /**
-   * Written frames replaced by a newer one before encoding, or written before video
-   * was negotiated.
-   */
-  uint64_t out_frames_dropped;
-} SwrtcVideoStats;
-
-/**
  * Settings of a signalling server. Fill with `swrtc_server_config_default` first, then
  * change fields. Strings are NUL-terminated and copied by `swrtc_server_new`.
  */
@@ -562,6 +494,78 @@ typedef struct SwrtcServerCallbacks {
                   const char *pc_id,
                   const char *request_data_json);
 } SwrtcServerCallbacks;
+
+/**
+ * A decoded frame: packed RGB24, `height` rows of `stride` bytes. The pixels are owned by
+ * the library: zero-initialise the struct before its first use, pass it again to reuse
+ * its buffer, and release it with `swrtc_video_frame_clear`. Do not change `rgb` or
+ * `capacity` yourself.
+ */
+typedef struct SwrtcVideoFrame {
+  /**
+   * Pixels, R G B per pixel.
+   */
+  uint8_t *rgb;
+  /**
+   * Bytes of pixels.
+   */
+  size_t len;
+  /**
+   * Bytes allocated for `rgb` (library use).
+   */
+  size_t capacity;
+  /**
+   * Width in pixels.
+   */
+  uint32_t width;
+  /**
+   * Height in pixels.
+   */
+  uint32_t height;
+  /**
+   * Bytes from one row to the next (`width * 3`).
+   */
+  size_t stride;
+  /**
+   * Presentation time, 90 kHz RTP clock.
+   */
+  uint64_t pts;
+  /**
+   * Which track it came from.
+   */
+  enum SwrtcVideoSource source;
+} SwrtcVideoFrame;
+
+/**
+ * Video counters of a peer. Arrays are indexed by `SwrtcVideoSource`.
+ */
+typedef struct SwrtcVideoStats {
+  /**
+   * Frames decoded.
+   */
+  uint64_t in_frames_decoded[2];
+  /**
+   * Decoded frames replaced before the app read them (latest wins).
+   */
+  uint64_t in_frames_overwritten[2];
+  /**
+   * Encoded frames dropped (workers behind, or waiting for a keyframe).
+   */
+  uint64_t in_frames_dropped[2];
+  /**
+   * Decode errors (each asks the client for a keyframe).
+   */
+  uint64_t in_decode_errors[2];
+  /**
+   * Frames encoded and sent.
+   */
+  uint64_t out_frames_sent;
+  /**
+   * Written frames replaced by a newer one before encoding, or written before video
+   * was negotiated.
+   */
+  uint64_t out_frames_dropped;
+} SwrtcVideoStats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -838,75 +842,6 @@ enum SwrtcResult swrtc_runtime_new(const struct SwrtcRuntimeConfig *cfg, struct 
 void swrtc_runtime_free(struct SwrtcRuntime *rt);
 
 /**
- * Reads the newest decoded frame of `source` not yet read, waiting up to `timeout_ms`
- * (0: do not wait). Latest-wins: frames the app did not read in time are replaced, never
- * queued. A track the client disabled delivers nothing.
- *
- * Errors: `SWRTC_ERR_TIMEOUT`, `SWRTC_ERR_WOULD_BLOCK`, `SWRTC_ERR_CLOSED`,
- * `SWRTC_ERR_INVALID_ARGUMENT` (NULL, video in disabled). On error `*out` holds no
- * frame (width 0) but keeps its buffer for reuse.
- * Any thread; do not block in it from a callback.
- *
- * # Safety
- * `peer` live; `out` points to a zero-initialised or previously filled frame.
- */
-enum SwrtcResult swrtc_peer_read_video(const struct SwrtcPeer *peer,
-                                       enum SwrtcVideoSource source,
-                                       uint32_t timeout_ms,
-                                       struct SwrtcVideoFrame *out);
-
-/**
- * Waits up to `timeout_ms` for the next frame of `source` decoded after this call (a
- * snapshot, like Pipecat's UserImageRequest) and fills `*out` with it.
- *
- * Errors and thread rules as `swrtc_peer_read_video`.
- *
- * # Safety
- * As `swrtc_peer_read_video`.
- */
-enum SwrtcResult swrtc_peer_snapshot(const struct SwrtcPeer *peer,
-                                     enum SwrtcVideoSource source,
-                                     uint32_t timeout_ms,
-                                     struct SwrtcVideoFrame *out);
-
-/**
- * Releases a frame's pixels and zeroes it. NULL does nothing. Any thread.
- *
- * # Safety
- * `f` is NULL or a frame filled by this library.
- */
-void swrtc_video_frame_clear(struct SwrtcVideoFrame *f);
-
-/**
- * Sends one RGB24 frame of the configured `video_out_width` × `video_out_height`: `height`
- * rows of `stride` bytes (0: `width * 3`), `len` bytes in all. Copied; encoded on a worker
- * in the negotiated codec (VP8 or H.264); the newest frame wins if the encoder is busy.
- *
- * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL, wrong size or stride, short buffer, video
- * out disabled), `SWRTC_ERR_CLOSED`. Any thread, callbacks too.
- *
- * # Safety
- * `peer` live; `rgb` readable for `len` bytes.
- */
-enum SwrtcResult swrtc_peer_write_video(const struct SwrtcPeer *peer,
-                                        const uint8_t *rgb,
-                                        size_t len,
-                                        uint32_t width,
-                                        uint32_t height,
-                                        size_t stride);
-
-/**
- * The peer's video counters. Any thread, callbacks too.
- *
- * Errors: `SWRTC_ERR_INVALID_ARGUMENT`.
- *
- * # Safety
- * `peer` live; `out` writable.
- */
-enum SwrtcResult swrtc_peer_get_video_stats(const struct SwrtcPeer *peer,
-                                            struct SwrtcVideoStats *out);
-
-/**
  * Fills `cfg` with the defaults (listen on 127.0.0.1:7860, multiple connections, peers
  * with `swrtc_peer_config_default`'s settings).
  *
@@ -974,6 +909,75 @@ enum SwrtcResult swrtc_server_local_port(const struct SwrtcServer *server, uint1
  * `server` is NULL or a server from `swrtc_server_new`, not used again after this call.
  */
 void swrtc_server_free(struct SwrtcServer *server);
+
+/**
+ * Reads the newest decoded frame of `source` not yet read, waiting up to `timeout_ms`
+ * (0: do not wait). Latest-wins: frames the app did not read in time are replaced, never
+ * queued. A track the client disabled delivers nothing.
+ *
+ * Errors: `SWRTC_ERR_TIMEOUT`, `SWRTC_ERR_WOULD_BLOCK`, `SWRTC_ERR_CLOSED`,
+ * `SWRTC_ERR_INVALID_ARGUMENT` (NULL, video in disabled). On error `*out` holds no
+ * frame (width 0) but keeps its buffer for reuse.
+ * Any thread; do not block in it from a callback.
+ *
+ * # Safety
+ * `peer` live; `out` points to a zero-initialised or previously filled frame.
+ */
+enum SwrtcResult swrtc_peer_read_video(const struct SwrtcPeer *peer,
+                                       enum SwrtcVideoSource source,
+                                       uint32_t timeout_ms,
+                                       struct SwrtcVideoFrame *out);
+
+/**
+ * Waits up to `timeout_ms` for the next frame of `source` decoded after this call (a
+ * snapshot, like Pipecat's UserImageRequest) and fills `*out` with it.
+ *
+ * Errors and thread rules as `swrtc_peer_read_video`.
+ *
+ * # Safety
+ * As `swrtc_peer_read_video`.
+ */
+enum SwrtcResult swrtc_peer_snapshot(const struct SwrtcPeer *peer,
+                                     enum SwrtcVideoSource source,
+                                     uint32_t timeout_ms,
+                                     struct SwrtcVideoFrame *out);
+
+/**
+ * Releases a frame's pixels and zeroes it. NULL does nothing. Any thread.
+ *
+ * # Safety
+ * `f` is NULL or a frame filled by this library.
+ */
+void swrtc_video_frame_clear(struct SwrtcVideoFrame *f);
+
+/**
+ * Sends one RGB24 frame of the configured `video_out_width` × `video_out_height`: `height`
+ * rows of `stride` bytes (0: `width * 3`), `len` bytes in all. Copied; encoded on a worker
+ * in the negotiated codec (VP8 or H.264); the newest frame wins if the encoder is busy.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL, wrong size or stride, short buffer, video
+ * out disabled), `SWRTC_ERR_CLOSED`. Any thread, callbacks too.
+ *
+ * # Safety
+ * `peer` live; `rgb` readable for `len` bytes.
+ */
+enum SwrtcResult swrtc_peer_write_video(const struct SwrtcPeer *peer,
+                                        const uint8_t *rgb,
+                                        size_t len,
+                                        uint32_t width,
+                                        uint32_t height,
+                                        size_t stride);
+
+/**
+ * The peer's video counters. Any thread, callbacks too.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `peer` live; `out` writable.
+ */
+enum SwrtcResult swrtc_peer_get_video_stats(const struct SwrtcPeer *peer,
+                                            struct SwrtcVideoStats *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -130,6 +130,8 @@ pub struct SwrtcAudioStats {
     pub out_packets_dropped: u64,
     /// Output audio queued, ms.
     pub out_queued_ms: u64,
+    /// Output slots skipped after a stall (their audio dropped, so latency stays bounded).
+    pub out_slots_skipped: u64,
 }
 
 /// The peer's audio counters. Any thread, callbacks too.
@@ -161,6 +163,7 @@ pub unsafe extern "C" fn swrtc_peer_get_audio_stats(
             out_packets_sent: s.out_packets_sent,
             out_packets_dropped: s.out_packets_dropped,
             out_queued_ms: s.out_queued_ms,
+            out_slots_skipped: s.out_slots_skipped,
         };
         // SAFETY: checked non-NULL.
         unsafe { out.write(c) };

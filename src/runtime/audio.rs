@@ -43,6 +43,9 @@ pub struct AudioStats {
     pub out_packets_dropped: u64,
     /// Output audio queued and not yet sent, in ms.
     pub out_queued_ms: u64,
+    /// Output packet slots skipped because the sender ran late (a stall); their audio
+    /// was dropped so that latency does not grow for the rest of the session.
+    pub out_slots_skipped: u64,
 }
 
 /// Mic packets waiting for a worker per peer (1.3 s of 20 ms packets); oldest kept.
@@ -204,7 +207,9 @@ impl AudioOut {
     pub fn fill_stats(&self, s: &mut AudioStats) {
         s.out_packets_sent = self.packets_sent.load(Ordering::Relaxed);
         s.out_packets_dropped = self.packets_dropped.load(Ordering::Relaxed);
-        s.out_queued_ms = self.queued().as_millis() as u64;
+        let sender = self.sender.lock();
+        s.out_queued_ms = sender.queued().as_millis() as u64;
+        s.out_slots_skipped = sender.pacer().skipped_slots();
     }
 
     pub fn close(&self) {

@@ -18,6 +18,9 @@ use crate::session::PeerState;
 
 use super::{NewPeer, OnPeer};
 
+/// The most audio the echo lets queue before it drops input frames.
+const LIVE_ECHO_MAX_QUEUE: Duration = Duration::from_millis(100);
+
 /// Peer settings for echoing: audio in and out at 48 kHz mono, so frames go back unchanged.
 pub fn echo_peer_config() -> PeerConfig {
     PeerConfig {
@@ -83,7 +86,12 @@ pub fn run(peer: &Peer, pc_id: &str, rtvi: bool) {
             match peer.read_audio(Some(Duration::from_millis(20))) {
                 // Queue and go on: blocking on the send clock would let input pile up.
                 Ok(frame) => {
-                    if let Err(e) = peer.try_write_audio(&frame.samples) {
+                    // A live echo: after a stall delivers a backlog of input at once, do
+                    // not let it become a standing delay; drop what would queue past 100 ms.
+                    let queued = peer.audio_queued().unwrap_or_default();
+                    if queued > LIVE_ECHO_MAX_QUEUE {
+                        debug!("echo {pc_id}: {queued:?} queued, frame dropped");
+                    } else if let Err(e) = peer.try_write_audio(&frame.samples) {
                         debug!("echo {pc_id}: audio frame dropped: {e}");
                     }
                 }

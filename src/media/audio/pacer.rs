@@ -56,6 +56,7 @@ pub struct AudioPacer {
     /// Index of the next slot in the schedule `start + slot * packet_dur`.
     slot: u64,
     skipped: u64,
+    dropped_samples: u64,
     spare: Vec<Vec<i16>>,
 }
 
@@ -102,6 +103,7 @@ impl AudioPacer {
             start: None,
             slot: 0,
             skipped: 0,
+            dropped_samples: 0,
             spare: Vec::new(),
         })
     }
@@ -134,6 +136,11 @@ impl AudioPacer {
     /// Schedule slots skipped so far because the caller polled too late.
     pub fn skipped_slots(&self) -> u64 {
         self.skipped
+    }
+
+    /// Queued samples (all channels) dropped with skipped slots.
+    pub fn dropped_samples(&self) -> u64 {
+        self.dropped_samples
     }
 
     /// Queues interleaved `pcm`, which must be a whole, non-zero number of 10 ms.
@@ -209,6 +216,12 @@ impl AudioPacer {
             let skip = late - (MAX_BURST - 1);
             self.slot += skip;
             self.skipped += skip;
+            // The audio of skipped slots is dropped with them: keeping it would delay
+            // everything after a stall for the rest of the session.
+            let drop = (skip as usize * self.packet_len).min(self.queue.len());
+            self.queue.drain(..drop);
+            self.consumed += drop as u64;
+            self.dropped_samples += drop as u64;
         }
         if self.queue.is_empty() && !self.auto_silence {
             // Every slot up to now passes with nothing to send.
@@ -402,6 +415,10 @@ mod tests {
         let rtps: Vec<u64> = burst.iter().map(|p| p.rtp_time / 960).collect();
         assert_eq!(rtps, vec![48, 49, 50]);
         assert_eq!(p.skipped_slots(), 47);
+        // The audio of the skipped slots went with them: no standing delay after a stall.
+        assert_eq!(p.dropped_samples(), 47 * 960);
+        assert_eq!(p.queued(), Duration::ZERO);
+        assert!(burst.iter().any(|b| !b.completed.is_empty()), "the write completed");
         assert_eq!(p.next_due(), Some(t0 + Duration::from_millis(1020)));
     }
 
