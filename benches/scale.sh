@@ -15,8 +15,10 @@
 # per step, default 20), HOLD_SECS (hold at the maximum, for drift; default 60), REFINE
 # (probes between the last real-time step and the first that was not; default 2),
 # BUDGET_SECS (ramp + refine time per server; default 300), OUR_PORT / PIPECAT_PORT
-# (7870 / 7871), VENV (.venv-pipecat), OUT (target/scale: logs and the raw JSON),
-# ONLY (smallwebrtc or pipecat: run one server; the table needs both).
+# (7870 / 7871), VENV (.venv-pipecat), OUT (target/scale: logs, the raw JSON and a CSV of
+# every burst), ONLY (smallwebrtc or pipecat: run one server; the table needs both), NICE
+# (default -10: run as root, both the server and the generator get that priority so other
+# work on the machine disturbs the measurement less; 0 to leave priorities alone).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -30,6 +32,11 @@ PIPECAT_PORT=${PIPECAT_PORT:-7871}
 VENV=${VENV:-.venv-pipecat}
 OUT=${OUT:-target/scale}
 ONLY=${ONLY:-}
+NICE=${NICE:--10}
+PRIO=()
+if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ]; then
+    PRIO=(nice -n "$NICE")
+fi
 mkdir -p "$OUT"
 start=$(date +%s)
 
@@ -81,7 +88,7 @@ run_one() {
     local label=$1 port=$2
     shift 2
     echo "== $label: server on core 0, load generator on core 1"
-    taskset -c 0 "$@" > "$OUT/$label.server.log" 2>&1 &
+    "${PRIO[@]}" taskset -c 0 "$@" > "$OUT/$label.server.log" 2>&1 &
     SERVER_PID=$!
     local up=""
     for _ in $(seq 1 600); do   # at most 60 s (Pipecat takes ~10 s to import)
@@ -99,9 +106,10 @@ run_one() {
         tail -n 20 "$OUT/$label.server.log" >&2
         exit 1
     fi
-    taskset -c 1 "$LOADGEN" --url "http://127.0.0.1:$port/api/offer" --pid "$SERVER_PID" \
+    "${PRIO[@]}" taskset -c 1 "$LOADGEN" --url "http://127.0.0.1:$port/api/offer" --pid "$SERVER_PID" \
         --label "$label" --steps "$STEPS" --step-secs "$STEP_SECS" --hold-secs "$HOLD_SECS" \
         --refine "$REFINE" --budget-secs "$BUDGET_SECS" --json "$OUT/$label.json" \
+        --trace "$OUT/$label.bursts.csv" \
         2>&1 | tee "$OUT/$label.log"
     stop_server
 }

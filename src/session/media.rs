@@ -97,20 +97,28 @@ impl Session {
         self.drain(now);
     }
 
-    /// A received video frame: delivered when its track is enabled; until the first
-    /// keyframe of a (re)started track arrives, a keyframe is requested.
+    /// A received video frame: delivered when its track is enabled. A (re)started track
+    /// asks for a keyframe; a re-enabled one drops frames until a keyframe arrives, since
+    /// the decoder missed the frames in between.
     pub(super) fn handle_video(&mut self, m: MediaData, now: Instant) {
         let Some(index) = (1..3).find(|&i| self.receiver_mids[i] == Some(m.mid)) else {
             return;
         };
         self.stats.video_frames_in += 1;
         let keyframe = m.is_keyframe();
-        if keyframe {
-            self.need_keyframe[index] = false;
-        } else if self.need_keyframe[index] {
+        if !self.track_enabled[index] {
+            // The decoder misses these frames: once re-enabled, restart at a keyframe.
+            self.resume_at_keyframe[index] = true;
+            return;
+        }
+        // A (re)started track asks for a keyframe, even if its first frame is one.
+        if self.need_keyframe[index] || (self.resume_at_keyframe[index] && !keyframe) {
             self.request_keyframe(index, now);
         }
-        if !self.track_enabled[index] {
+        if keyframe {
+            self.need_keyframe[index] = false;
+            self.resume_at_keyframe[index] = false;
+        } else if self.resume_at_keyframe[index] {
             return;
         }
         let codec = m.params.spec().codec;

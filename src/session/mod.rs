@@ -148,6 +148,9 @@ pub struct Session {
     last_renegotiate: Option<Instant>,
     /// Per receiver: waiting for a keyframe, and when we last asked for one.
     need_keyframe: [bool; 3],
+    /// Per receiver: frames were skipped while the track was disabled; drop frames until
+    /// a keyframe.
+    resume_at_keyframe: [bool; 3],
     last_pli: [Option<Instant>; 3],
     transmits: VecDeque<Transmit>,
     events: VecDeque<SessionEvent>,
@@ -170,6 +173,7 @@ impl Session {
             renegotiate_due: None,
             last_renegotiate: None,
             need_keyframe: [true; 3],
+            resume_at_keyframe: [false; 3],
             last_pli: [None; 3],
             transmits: VecDeque::new(),
             events: VecDeque::new(),

@@ -465,7 +465,9 @@ impl Drop for AiortcPeer {
 /// The codec names (`VP8`, `H264`, ...) of each video m-line of an SDP, in
 /// payload order (RTX and FEC formats included as named).
 pub fn video_codecs(sdp: &str) -> Vec<Vec<String>> {
-    let mut lines: Vec<(Vec<String>, Vec<(String, String)>)> = Vec::new();
+    /// Payload types of one m-line, and the (payload type, codec name) of its rtpmaps.
+    type MLine = (Vec<String>, Vec<(String, String)>);
+    let mut lines: Vec<MLine> = Vec::new();
     let mut in_video = false;
     for line in sdp.lines().map(str::trim) {
         if let Some(m) = line.strip_prefix("m=") {
@@ -509,7 +511,11 @@ pub struct PatternMatch {
 impl PatternMatch {
     /// The largest error over channels, whole frame and band.
     pub fn worst(&self) -> f64 {
-        self.mae.iter().chain(&self.band_mae).copied().fold(0.0, f64::max)
+        self.mae
+            .iter()
+            .chain(&self.band_mae)
+            .copied()
+            .fold(0.0, f64::max)
     }
 }
 

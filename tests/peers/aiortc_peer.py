@@ -30,7 +30,11 @@ Commands (unknown fields are ignored):
       video_size [w,h] (default [640,480]) and video_fps (default 30) for the
       "swrtc" and solid tracks; video_codec "VP8" or "H264" munges the offer
       of every video transceiver down to that codec (setCodecPreferences; RTX
-      kept unless video_rtx is false).
+      kept unless video_rtx is false). bundle_policy "balanced" or
+      "max-bundle" (default: "max-bundle" with screen, else aiortc's
+      "balanced"; aiortc's balanced policy gives the second video transceiver
+      the first one's transport, which BUNDLE then discards, so the screen
+      track never starts sending).
   {"cmd":"answer","sdp":...}   -> {"event":"answered"}
   {"cmd":"renegotiate"}        -> {"event":"offer","sdp":...,"pc":G} (same pc)
   {"cmd":"send","text":...}    -> {"event":"sent"} (error event if not open)
@@ -57,6 +61,11 @@ Commands (unknown fields are ignored):
       clock: (frame received + onset offset) - (frame handed to the sender +
       onset offset). reset clears the list after answering. Without
       "bursts" nothing changes.
+  Offer option "first_audio_threshold": T (0..32767) -> once per peer
+      connection, {"event":"first_audio","pc":G,"frames":N,"peak":P} when
+      the first received audio frame with a sample of magnitude >= T
+      arrives (N: audio frames received so far, that one included; P: its
+      peak). Without the option nothing changes.
   {"cmd":"video_sent"}         -> {"event":"video_sent","camera":N,"screen":M}
       Frames each outgoing video track has handed to its sender so far (null
       for a track that is absent).
@@ -65,7 +74,8 @@ Commands (unknown fields are ignored):
       Stops (or resumes) producing frames on the "swrtc"/solid tracks; the
       counts are final while paused.
   {"cmd":"sender_codecs"}      -> {"event":"sender_codecs","transceivers":
-                                   [{"mid","kind","codecs":[mime,...]}]}
+                                   [{"mid","kind","codecs":[mime,...],
+                                     "direction","current_direction"}]}
       The negotiated codecs per transceiver, in order: a sender sends the first.
   {"cmd":"ping"}               -> {"event":"pong"}
   {"cmd":"close"}              -> closes the pc, {"event":"closed"}, exit 0
@@ -94,6 +104,7 @@ import numpy as np
 import aioice.ice
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
@@ -363,16 +374,17 @@ class PatternTrack(MediaStreamTrack):
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if not self._resumed.is_set():
-            await self._resumed.wait()
-            self._next = None  # no burst to catch up after a pause
-        now = time.monotonic()
-        if self._next is None:
-            self._next = now
-        else:
-            self._next += 1.0 / self.fps
-            if self._next > now:
-                await asyncio.sleep(self._next - now)
+        while True:
+            if not self._resumed.is_set():
+                await self._resumed.wait()
+                self._next = None  # no burst to catch up after a pause
+            now = time.monotonic()
+            due = now if self._next is None else self._next + 1.0 / self.fps
+            if due > now:
+                await asyncio.sleep(due - now)
+            if self._resumed.is_set():  # not paused while waiting: this frame counts
+                self._next = due
+                break
         if self._solid is not None:
             frame = av.VideoFrame.from_ndarray(self._solid, format="yuv420p")
         else:
@@ -473,6 +485,7 @@ class Peer:
         self.audio = AudioRecorder()
         self.video = VideoRecorder()
         self.probe = None
+        self.first_audio = None  # [threshold, pc] until reported
         self.camera_track = None
         self.screen_track = None
 
@@ -501,7 +514,12 @@ class Peer:
         self.video = VideoRecorder()
         self.gen += 1
         gen = self.gen
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        policy = cmd.get("bundle_policy") or ("max-bundle" if cmd.get("screen") else None)
+        if policy is None:
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        else:
+            pc = RTCPeerConnection(RTCConfiguration(
+                iceServers=[], bundlePolicy=RTCBundlePolicy(policy)))
         self.pc = pc
 
         @pc.on("iceconnectionstatechange")
@@ -523,6 +541,8 @@ class Peer:
 
         self.tone = None
         self.probe = None
+        threshold = cmd.get("first_audio_threshold")
+        self.first_audio = [float(threshold), gen] if threshold is not None else None
         audio_track = None
         bursts = cmd.get("bursts")
         if cmd.get("audio", True) and isinstance(bursts, dict):
@@ -634,7 +654,8 @@ class Peer:
         if self.pc is None:
             raise RuntimeError("no peer connection: send an offer command first")
         emit("sender_codecs", transceivers=[
-            {"mid": t.mid, "kind": t.kind, "codecs": [c.mimeType for c in t._codecs]}
+            {"mid": t.mid, "kind": t.kind, "codecs": [c.mimeType for c in t._codecs],
+             "direction": t.direction, "current_direction": t.currentDirection}
             for t in self.pc.getTransceivers()])
 
     async def cmd_ping(self, cmd: dict) -> None:
@@ -675,6 +696,13 @@ class Peer:
             channel.send(f"ping: {int(time.time() * 1000)}")
             await asyncio.sleep(1.0)
 
+    def _check_first_audio(self, frame: av.AudioFrame) -> None:
+        threshold, gen = self.first_audio
+        peak = int(np.max(np.abs(frame.to_ndarray().astype(np.int32)), initial=0))
+        if peak >= threshold:
+            self.first_audio = None
+            emit("first_audio", pc=gen, frames=self.audio.frames, peak=peak)
+
     async def _read_track(self, track) -> None:
         rec = self.audio if track.kind == "audio" else self.video
         try:
@@ -683,6 +711,8 @@ class Peer:
                 if track.kind == "audio" and self.probe is not None:
                     self.probe.add(frame, time.monotonic())
                 rec.add(frame)
+                if track.kind == "audio" and self.first_audio is not None:
+                    self._check_first_audio(frame)
         except MediaStreamError:
             emit("track_ended", kind=track.kind)
         except asyncio.CancelledError:
