@@ -19,7 +19,7 @@
 // stderr. Exit status 0 when every check passed, 1 otherwise.
 import { join } from "node:path";
 import {
-  PROBE_SRC, checkAudioEcho, checkMessageEcho, cleanupDir, collectReport, launchBrowser, log,
+  PROBE_SRC, checkAudioEcho, checkMessageEcho, checkVideoGrowth, cleanupDir, collectReport, launchBrowser, log,
   makeRun, makeTempDir, parseArgs, sleep, waitFor, watchConsole, within, writeToneWav,
 } from "./lib/common.mjs";
 
@@ -125,7 +125,12 @@ run.run(async () => {
   result.audio = echo;
   result.video = report.video;
   if (report.stats?.rttMs == null) result.problems.push("getStats has no RTT on the selected candidate pair");
-  if (args["expect-video"] && !(report.video.framesDecoded > 0)) result.problems.push("no remote video frames decoded");
+  if (args["expect-video"]) {
+    if (!(report.video.framesDecoded > 0)) result.problems.push("no remote video frames decoded");
+    const grown = await checkVideoGrowth(page, report, { offerUrl, echo });
+    result.video = grown.video;
+    if (grown.problem) result.problems.push(grown.problem);
+  }
   Object.assign(result, { http: report.http, stats: report.stats, answer: report.answer, events: report.events });
   result.page = await page.evaluate(async () => {
     let snapshot = null;

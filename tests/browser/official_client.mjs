@@ -24,7 +24,7 @@
 import { join } from "node:path";
 import { existsSync } from "node:fs";
 import {
-  HERE, PROBE_SRC, checkAudioEcho, checkMessageEcho, cleanupDir, collectReport, launchBrowser, log,
+  HERE, PROBE_SRC, checkAudioEcho, checkMessageEcho, checkVideoGrowth, cleanupDir, collectReport, launchBrowser, log,
   makeRun, makeTempDir, parseArgs, serveStatic, watchConsole, within, writeToneWav,
 } from "./lib/common.mjs";
 
@@ -110,7 +110,12 @@ run.run(async () => {
   };
   result.audio = echo;
   result.video = report.video;
-  if (args["expect-video"] && !(report.video.framesDecoded > 0)) result.problems.push("no remote video frames decoded");
+  if (args["expect-video"]) {
+    if (!(report.video.framesDecoded > 0)) result.problems.push("no remote video frames decoded");
+    const grown = await checkVideoGrowth(page, report, { offerUrl, echo, pcExpr: "window.swrtcOfficial.peerConnection()" });
+    result.video = grown.video;
+    if (grown.problem) result.problems.push(grown.problem);
+  }
   Object.assign(result, { http: report.http, stats: report.stats, answer: report.answer, events: report.events });
   result.clientEvents = await page.evaluate(() => window.swrtcOfficial.state.events.map(
     (e) => `${Math.round(e.t)} ${e.ev}${e.state ? ":" + e.state : ""}${e.kind ? ":" + e.kind : ""}${e.local ? ":local" : ""}`));

@@ -431,6 +431,23 @@ export async function collectReport(page, { offerUrl, echo, pcExpr = null }) {
   };
 }
 
+// The echoed video must keep decoding, not just have started: framesDecoded of the remote
+// video must grow by at least `minFrames` within `windowMs` after `report` was taken.
+export async function checkVideoGrowth(page, report, reportArgs, { minFrames = 20, windowMs = 10000 } = {}) {
+  const first = report.video.framesDecoded ?? 0;
+  const end = Date.now() + windowMs;
+  let latest = report;
+  while (Date.now() < end) {
+    await sleep(500);
+    latest = await collectReport(page, reportArgs);
+    if ((latest.video.framesDecoded ?? 0) - first >= minFrames) break;
+  }
+  const grew = (latest.video.framesDecoded ?? 0) - first;
+  const video = { ...latest.video, framesDecodedGrowth: grew };
+  const problem = grew >= minFrames ? null : `remote video framesDecoded grew by ${grew} (want ≥ ${minFrames} within ${windowMs} ms)`;
+  return { video, problem };
+}
+
 // Console errors and warnings of a page (without the favicon 404).
 export function watchConsole(page, verbose) {
   const lines = [];
