@@ -400,7 +400,7 @@ fn inproc_run() -> InProcRun {
                 let due = t0 + Duration::from_millis(20 * k as u64);
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
                 let now = Instant::now();
-                if k as u64 % PERIOD_PACKETS == 0 && k as u64 >= warm {
+                if (k as u64).is_multiple_of(PERIOD_PACKETS) && k as u64 >= warm {
                     sent.lock().unwrap().push((now, 0.0));
                 }
                 client.send_opus(p.clone(), k as u64 * 960);
@@ -573,7 +573,7 @@ fn cpu_run(rate_in: u32, rate_out: u32) -> CpuRun {
                         client.send_opus(packets[(k % 100) as usize].clone(), k * 960);
                     }
                     k += 1;
-                    if k % 50 == 0 {
+                    if k.is_multiple_of(50) {
                         for (client, _) in &pairs {
                             let _ = client.take_events(); // keep the event queues short
                         }

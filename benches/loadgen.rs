@@ -665,12 +665,10 @@ impl Session {
 
     fn on_event(&mut self, e: Event, now: Instant, loud_bytes: usize, st: &mut LoopStats) {
         match e {
-            Event::Connected => {
-                if self.connected_at.is_none() {
-                    self.connected_at = Some(now);
-                    self.next_send = Some(now);
-                    st.connect_ms.push(ms(now - self.t_post));
-                }
+            Event::Connected if self.connected_at.is_none() => {
+                self.connected_at = Some(now);
+                self.next_send = Some(now);
+                st.connect_ms.push(ms(now - self.t_post));
             }
             Event::ChannelOpen(cid, _) if cid == self.cid => {
                 self.channel_open = true;
@@ -1741,14 +1739,16 @@ fn table(ours_path: &str, theirs_path: &str) {
                 )
             }
         };
-        let ratio = if r.a.is_nan() || r.b.is_nan() || r.a == 0.0 || r.b == 0.0 {
-            "".to_string()
-        } else if r.name.starts_with("latency drift")
+        let no_ratio = r.a.is_nan()
+            || r.b.is_nan()
+            || r.a == 0.0
+            || r.b == 0.0
+            || r.name.starts_with("latency drift")
             || r.name.starts_with("hold")
             || r.name.starts_with("bursts")
             || r.name.starts_with("Opus")
-            || r.name.starts_with("server cores")
-        {
+            || r.name.starts_with("server cores");
+        let ratio = if no_ratio {
             "".to_string()
         } else if r.lower_better {
             format!("{:.2}x", r.b / r.a)

@@ -418,7 +418,10 @@ mod tests {
         // The audio of the skipped slots went with them: no standing delay after a stall.
         assert_eq!(p.dropped_samples(), 47 * 960);
         assert_eq!(p.queued(), Duration::ZERO);
-        assert!(burst.iter().any(|b| !b.completed.is_empty()), "the write completed");
+        assert!(
+            burst.iter().any(|b| !b.completed.is_empty()),
+            "the write completed"
+        );
         assert_eq!(p.next_due(), Some(t0 + Duration::from_millis(1020)));
     }
 
