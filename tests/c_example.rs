@@ -5,60 +5,17 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::aiortc::AiortcPeer;
+use common::c_build::compile_c_example;
 use serde_json::json;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The directory holding the cdylib of this build profile.
-fn lib_dir() -> PathBuf {
-    // target/<profile>/deps/<test binary> → target/<profile>
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-fn build_shared_library() {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--lib", "--quiet"])
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build --lib failed");
-}
 
 #[test]
 fn c_example_answers_an_offer_and_echoes_a_message() {
-    build_shared_library();
     let out_dir = std::env::temp_dir().join(format!("swrtc-c-{}", std::process::id()));
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let exe = out_dir.join("answer_offer");
-    let lib = lib_dir();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
-        .args([
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-D_POSIX_C_SOURCE=200809L",
-        ])
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg(root().join("examples/c/answer_offer.c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(format!("-L{}", lib.display()))
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .arg("-lsmallwebrtc")
-        .status()
-        .expect("a C compiler");
-    assert!(status.success(), "the C example does not compile");
+    let exe = compile_c_example("answer_offer", &out_dir, &[]);
 
     let mut client = AiortcPeer::spawn();
     let offer = client.offer(json!({"audio": true, "video": true}));

@@ -6,58 +6,20 @@ mod common;
 mod signalling_support;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::aiortc::AiortcPeer;
+use common::c_build::compile_c_example;
 use serde_json::json;
 use signalling_support::post_json;
 
 const T: Duration = Duration::from_secs(15);
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 #[test]
 fn c_echo_bot_serves_aiortc_over_http() {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--lib", "--quiet"])
-        .current_dir(root())
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build --lib failed");
-    let lib = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
     let out_dir = std::env::temp_dir().join(format!("swrtc-c-echo-{}", std::process::id()));
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let exe = out_dir.join("echo_bot");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
-        .args([
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-D_POSIX_C_SOURCE=200809L",
-        ])
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg(root().join("examples/c/echo_bot.c"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(format!("-L{}", lib.display()))
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .args(["-lsmallwebrtc", "-lpthread"])
-        .status()
-        .expect("a C compiler");
-    assert!(status.success(), "echo_bot.c does not compile");
+    let exe = compile_c_example("echo_bot", &out_dir, &["-lpthread"]);
 
     let mut bot = Command::new(&exe)
         .args(["127.0.0.1:0", "30"])
