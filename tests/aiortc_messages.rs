@@ -7,17 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::aiortc::AiortcPeer;
+use common::peers::loopback;
 use serde_json::json;
-use smallwebrtc::{Peer, PeerConfig, PeerEvent, PeerState};
+use smallwebrtc::{Peer, PeerEvent, PeerState};
 
 const T: Duration = Duration::from_secs(15);
-
-fn loopback_config() -> PeerConfig {
-    PeerConfig {
-        bind_ip: Some("127.0.0.1".parse().unwrap()),
-        ..PeerConfig::default()
-    }
-}
 
 fn wait_state(peer: &Peer, want: PeerState) {
     let end = Instant::now() + T;
@@ -46,7 +40,7 @@ fn next_message(peer: &Peer) -> String {
 #[test]
 fn messages_both_ways_in_order_and_peer_left_on_disconnect() {
     let mut client = AiortcPeer::spawn();
-    let peer = Peer::new(loopback_config(), None).unwrap();
+    let peer = Peer::new(loopback(), None).unwrap();
     let offer = client.offer(json!({"audio": true, "video": true}));
     // Queued before the client even has an answer: flushed in order on open.
     for i in 0..5 {
@@ -96,7 +90,7 @@ fn messages_both_ways_in_order_and_peer_left_on_disconnect() {
 #[test]
 fn renegotiation_on_the_same_peer_keeps_the_channel() {
     let mut client = AiortcPeer::spawn();
-    let peer = Peer::new(loopback_config(), None).unwrap();
+    let peer = Peer::new(loopback(), None).unwrap();
     let offer = client.offer(json!({"audio": true, "video": true}));
     client.answer(&peer.handle_offer(&offer).unwrap());
     client.wait_channel_open(T);

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::peers::open_str0m;
 use common::str0m_client::{tone, ClientEvent, ClientOptions, TestClient};
 use smallwebrtc::media::audio::OpusEncoder;
 use smallwebrtc::{ErrorKind, Peer, PeerConfig, PeerEvent, PeerState};
@@ -22,12 +23,7 @@ fn connect(opts: ClientOptions, cfg: PeerConfig) -> (TestClient, Peer) {
         None,
     )
     .unwrap();
-    let answer = peer.handle_offer(&client.offer()).unwrap();
-    client.accept_answer(&answer).unwrap();
-    assert!(client
-        .wait_for(T, |e| matches!(e, ClientEvent::ChannelOpen(_)))
-        .is_some());
-    peer.connect().unwrap();
+    open_str0m(&mut client, &peer, T);
     let end = Instant::now() + T;
     while peer.state() != PeerState::Connected {
         assert!(Instant::now() < end, "never connected");

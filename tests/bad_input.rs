@@ -12,18 +12,12 @@ use std::ptr::{null, null_mut};
 use std::time::{Duration, Instant};
 
 use common::aiortc::AiortcPeer;
+use common::peers::loopback;
 use serde_json::json;
 use smallwebrtc::ffi::*;
-use smallwebrtc::{ErrorKind, Peer, PeerConfig, PeerEvent, PeerState};
+use smallwebrtc::{ErrorKind, Peer, PeerEvent, PeerState};
 
 const T: Duration = Duration::from_secs(15);
-
-fn cfg() -> PeerConfig {
-    PeerConfig {
-        bind_ip: Some("127.0.0.1".parse().unwrap()),
-        ..PeerConfig::default()
-    }
-}
 
 fn last_error() -> String {
     // SAFETY: swrtc_last_error never returns NULL.
@@ -63,7 +57,7 @@ fn exchange(client: &mut AiortcPeer, peer: &Peer, tag: &str) {
 
 #[test]
 fn rust_api_rejects_bad_sdp_candidates_and_messages() {
-    let peer = Peer::new(cfg(), None).unwrap();
+    let peer = Peer::new(loopback(), None).unwrap();
     for (sdp, what) in [
         ("", "empty"),
         ("hello", "garbage"),
@@ -223,8 +217,8 @@ fn c_abi_rejects_nulls_and_zero_lengths() {
 
 #[test]
 fn random_udp_burst_is_dropped_and_peers_go_on() {
-    let peer = Peer::new(cfg(), None).unwrap();
-    let other = Peer::new(cfg(), None).unwrap();
+    let peer = Peer::new(loopback(), None).unwrap();
+    let other = Peer::new(loopback(), None).unwrap();
     let mut c1 = AiortcPeer::spawn();
     let mut c2 = AiortcPeer::spawn();
     connect(&mut c1, &peer);

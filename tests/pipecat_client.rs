@@ -6,17 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::peers::loopback;
 use common::str0m_client::{ClientEvent, ClientOptions, TestClient};
-use smallwebrtc::{Peer, PeerConfig, PeerEvent, PeerState};
+use smallwebrtc::{Peer, PeerEvent, PeerState};
 
 const T: Duration = Duration::from_secs(15);
-
-fn cfg() -> PeerConfig {
-    PeerConfig {
-        bind_ip: Some("127.0.0.1".parse().unwrap()),
-        ..PeerConfig::default()
-    }
-}
 
 thread_local! {
     /// Events seen but not yet waited for, so a later wait can still find them.
@@ -45,7 +39,7 @@ fn wait_event(peer: &Peer, what: &str, pred: impl Fn(&PeerEvent) -> bool) -> Pee
 
 fn connected_pair(opts: ClientOptions) -> (TestClient, Peer) {
     let mut client = TestClient::new(opts);
-    let peer = Peer::new(cfg(), None).unwrap();
+    let peer = Peer::new(loopback(), None).unwrap();
     let offer = client.offer();
     let answer = peer.handle_offer(&offer).unwrap();
     // Trickle the client's candidate as the JS client does with PATCH, twice (aiortc and

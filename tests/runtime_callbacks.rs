@@ -8,27 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::peers::{loopback, open_str0m};
 use common::str0m_client::{ClientEvent, ClientOptions, TestClient};
-use smallwebrtc::{Peer, PeerConfig, PeerEvent, PeerHandler, PeerState, Runtime, RuntimeConfig};
+use smallwebrtc::{Peer, PeerEvent, PeerHandler, PeerState, Runtime, RuntimeConfig};
 
 const T: Duration = Duration::from_secs(15);
 
-fn cfg() -> PeerConfig {
-    PeerConfig {
-        bind_ip: Some("127.0.0.1".parse().unwrap()),
-        ..PeerConfig::default()
-    }
-}
-
 fn open(client: &mut TestClient, peer: &Peer) {
-    let offer = client.offer();
-    client
-        .accept_answer(&peer.handle_offer(&offer).unwrap())
-        .unwrap();
-    assert!(client
-        .wait_for(T, |e| matches!(e, ClientEvent::ChannelOpen(_)))
-        .is_some());
-    peer.connect().unwrap();
+    open_str0m(client, peer, T);
 }
 
 #[derive(Default)]
@@ -75,7 +62,7 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
 #[test]
 fn callbacks_run_on_the_callback_thread_in_order() {
     let rec = Arc::new(Recorder::default());
-    let peer = Peer::new(cfg(), Some(rec.clone())).unwrap();
+    let peer = Peer::new(loopback(), Some(rec.clone())).unwrap();
     let mut client = TestClient::new(ClientOptions::default());
     open(&mut client, &peer);
     for i in 0..50 {
@@ -115,7 +102,7 @@ fn callbacks_run_on_the_callback_thread_in_order() {
 #[test]
 fn a_callback_may_free_its_own_peer() {
     let rec = Arc::new(Recorder::default());
-    let peer = Peer::new(cfg(), Some(rec.clone())).unwrap();
+    let peer = Peer::new(loopback(), Some(rec.clone())).unwrap();
     let mut client = TestClient::new(ClientOptions::default());
     open(&mut client, &peer);
     *rec.own.lock().unwrap() = Some(peer);
@@ -128,7 +115,7 @@ fn a_callback_may_free_its_own_peer() {
 fn no_callback_runs_after_drop_returns() {
     let rec = Arc::new(Recorder::default());
     rec.slow.store(true, Ordering::SeqCst);
-    let peer = Peer::new(cfg(), Some(rec.clone())).unwrap();
+    let peer = Peer::new(loopback(), Some(rec.clone())).unwrap();
     let mut client = TestClient::new(ClientOptions::default());
     open(&mut client, &peer);
     for i in 0..40 {
@@ -152,7 +139,7 @@ fn two_io_threads_serve_all_peers() {
     .unwrap();
     let mut pairs = Vec::new();
     for _ in 0..4 {
-        let peer = Peer::with_runtime(&rt, cfg(), None).unwrap();
+        let peer = Peer::with_runtime(&rt, loopback(), None).unwrap();
         let mut client = TestClient::new(ClientOptions::default());
         open(&mut client, &peer);
         pairs.push((client, peer));
@@ -180,7 +167,7 @@ fn two_io_threads_serve_all_peers() {
 fn checks_before_any_candidate_still_connect() {
     // The offer carries no candidates and none is trickled: the client's checks arrive
     // first and the peer learns its address from them (peer-reflexive).
-    let peer = Peer::new(cfg(), None).unwrap();
+    let peer = Peer::new(loopback(), None).unwrap();
     let mut client = TestClient::new(ClientOptions::default());
     let offer: String = client
         .offer()

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
 pub mod aiortc;
 pub mod c_build;
+pub mod peers;
 pub mod str0m_client;
