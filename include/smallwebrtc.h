@@ -195,6 +195,33 @@ typedef struct SwrtcAudioStats {
 } SwrtcAudioStats;
 
 /**
+ * Callbacks of a peer. Every pointer may be NULL. They run on the runtime's callback
+ * thread (never on an I/O thread, never on the caller's thread), one at a time, events of
+ * a peer in order. From inside a callback any `swrtc_*` function may be called, including
+ * `swrtc_peer_free` on the same peer. Once `swrtc_peer_free` returns, no callback of that
+ * peer runs. `user_data` must stay valid until then.
+ */
+typedef struct SwrtcPeerCallbacks {
+  /**
+   * Passed first to every callback.
+   */
+  void *user_data;
+  /**
+   * The peer's state changed.
+   */
+  void (*on_state)(void *user_data, enum SwrtcPeerState state);
+  /**
+   * An app message arrived. `data` is valid only during the call and is followed by a
+   * NUL byte not counted in `len`.
+   */
+  void (*on_message)(void *user_data, const uint8_t *data, size_t len, bool binary);
+  /**
+   * The client enabled or disabled a track (0 mic, 1 camera, 2 screen).
+   */
+  void (*on_track_status)(void *user_data, uint32_t receiver_index, bool enabled);
+} SwrtcPeerCallbacks;
+
+/**
  * Settings of a peer. Always fill with `swrtc_peer_config_default` first, then change
  * fields, so that fields added later get their defaults.
  */
@@ -297,33 +324,6 @@ typedef struct SwrtcPeerConfig {
    */
   bool deliver_before_connect;
 } SwrtcPeerConfig;
-
-/**
- * Callbacks of a peer. Every pointer may be NULL. They run on the runtime's callback
- * thread (never on an I/O thread, never on the caller's thread), one at a time, events of
- * a peer in order. From inside a callback any `swrtc_*` function may be called, including
- * `swrtc_peer_free` on the same peer. Once `swrtc_peer_free` returns, no callback of that
- * peer runs. `user_data` must stay valid until then.
- */
-typedef struct SwrtcPeerCallbacks {
-  /**
-   * Passed first to every callback.
-   */
-  void *user_data;
-  /**
-   * The peer's state changed.
-   */
-  void (*on_state)(void *user_data, enum SwrtcPeerState state);
-  /**
-   * An app message arrived. `data` is valid only during the call and is followed by a
-   * NUL byte not counted in `len`.
-   */
-  void (*on_message)(void *user_data, const uint8_t *data, size_t len, bool binary);
-  /**
-   * The client enabled or disabled a track (0 mic, 1 camera, 2 screen).
-   */
-  void (*on_track_status)(void *user_data, uint32_t receiver_index, bool enabled);
-} SwrtcPeerCallbacks;
 
 /**
  * An event returned by `swrtc_peer_poll_event`. Release with `swrtc_event_clear`.
@@ -618,6 +618,34 @@ enum SwrtcResult swrtc_peer_read_audio(const struct SwrtcPeer *peer,
                                        uint32_t timeout_ms);
 
 /**
+ * Push delivery of the mic: from now on each decoded 20 ms frame goes to `cb` instead of
+ * `swrtc_peer_read_audio` (`cb` NULL: back to reading). `cb` gets `samples_len`
+ * interleaved s16 samples (all channels) at `sample_rate` with `channels`, and `pts` in
+ * samples per channel since the stream started; `samples` is valid only during the call.
+ * `cb` runs on one of the runtime's
+ * worker threads (never the caller's, never an I/O thread), frames of this peer in order,
+ * one call at a time, and must not block: write with `swrtc_peer_write_audio` and a
+ * timeout of 0, and hand long work to your own thread. From inside it any `swrtc_*`
+ * function may be called, this one too (it applies at once), and `swrtc_peer_free` on the
+ * same peer. Called elsewhere, this waits for a running call, so after it returns the old
+ * callback never runs again; `swrtc_peer_free` removes it. `user_data` must stay valid
+ * until then. The C callback must not unwind (no C++ exception may leave it).
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (`peer` NULL, audio in disabled). Any thread.
+ *
+ * # Safety
+ * `peer` live; `cb` NULL or a function safe to call with `user_data` from any thread.
+ */
+enum SwrtcResult swrtc_peer_set_audio_callback(const struct SwrtcPeer *peer,
+                                               void (*cb)(void *user_data,
+                                                          const int16_t *samples,
+                                                          size_t samples_len,
+                                                          uint32_t sample_rate,
+                                                          uint16_t channels,
+                                                          uint64_t pts),
+                                               void *user_data);
+
+/**
  * Queues `samples` interleaved s16 samples at the config's `audio_out_sample_rate` and
  * `audio_out_channels`: any whole number of 10 ms (rate / 100 × channels samples), up to
  * 10 s queued. They are sent in real time as Opus packets. With `timeout_ms` > 0, waits
@@ -657,6 +685,21 @@ enum SwrtcResult swrtc_peer_clear_audio(const struct SwrtcPeer *peer);
  */
 enum SwrtcResult swrtc_peer_get_audio_stats(const struct SwrtcPeer *peer,
                                             struct SwrtcAudioStats *out);
+
+/**
+ * Installs, replaces or (with `callbacks` NULL) removes a peer's callbacks, for peers made
+ * without them (such as those `swrtc_server_accept` and the server's `on_peer` hand over).
+ * The struct is copied. Events already queued for `swrtc_peer_poll_event` stay there.
+ * Callbacks follow `SwrtcPeerCallbacks`' rules. After removing them returns, no callback
+ * of this peer runs (unless called from inside one, which then finishes).
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (`peer` NULL). Any thread, also from a callback.
+ *
+ * # Safety
+ * `peer` live; `callbacks` NULL or readable for one `SwrtcPeerCallbacks`.
+ */
+enum SwrtcResult swrtc_peer_set_callbacks(const struct SwrtcPeer *peer,
+                                          const struct SwrtcPeerCallbacks *callbacks);
 
 /**
  * Fills `cfg` with the defaults (a voice bot: 16 kHz mono in, 24 kHz mono out, Opus 20 ms).
@@ -978,6 +1021,31 @@ enum SwrtcResult swrtc_peer_write_video(const struct SwrtcPeer *peer,
  */
 enum SwrtcResult swrtc_peer_get_video_stats(const struct SwrtcPeer *peer,
                                             struct SwrtcVideoStats *out);
+
+/**
+ * Push delivery of one video source: each decoded frame goes to `cb` instead of the
+ * latest-frame slot, so `swrtc_peer_read_video` and `swrtc_peer_snapshot` see nothing
+ * while it is installed (`cb` NULL: back to them). `cb` gets packed RGB24, `height` rows
+ * of `stride` bytes, and `pts` on the 90 kHz RTP clock; `rgb` is valid only during the
+ * call. Same threading rules as
+ * `swrtc_peer_set_audio_callback`: a worker thread, frames in order, must not block; copy
+ * what you keep.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (`peer` NULL, video in disabled). Any thread.
+ *
+ * # Safety
+ * `peer` live; `cb` NULL or a function safe to call with `user_data` from any thread.
+ */
+enum SwrtcResult swrtc_peer_set_video_callback(const struct SwrtcPeer *peer,
+                                               enum SwrtcVideoSource source,
+                                               void (*cb)(void *user_data,
+                                                          enum SwrtcVideoSource source,
+                                                          const uint8_t *rgb,
+                                                          uint32_t width,
+                                                          uint32_t height,
+                                                          size_t stride,
+                                                          uint64_t pts),
+                                               void *user_data);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -23,5 +23,5 @@ pub use api::Peer;
 pub use config::{PeerConfig, RuntimeConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use media::video::{VideoFrame, VideoSource};
-pub use runtime::{AudioStats, PeerEvent, PeerHandler, Runtime, VideoStats};
+pub use runtime::{AudioStats, FrameCallback, PeerEvent, PeerHandler, Runtime, VideoStats};
 pub use session::PeerState;

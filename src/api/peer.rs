@@ -15,7 +15,7 @@ use crate::limits;
 use crate::media::audio::{AudioFrame, PopError};
 use crate::media::video::{TakeError, VideoFrame, VideoSource};
 use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
-use crate::runtime::{AudioIn, AudioOut, AudioStats, PeerEvent, PeerHandler};
+use crate::runtime::{AudioIn, AudioOut, AudioStats, FrameCallback, PeerEvent, PeerHandler};
 use crate::runtime::{VideoIn, VideoOut, VideoPipes, VideoStats};
 use crate::session::{PeerState, Session, SessionConfig, SessionStats};
 
@@ -315,6 +315,34 @@ impl Peer {
         Ok((n, pts))
     }
 
+    /// Push delivery of the mic: from now on each decoded 20 ms frame is passed to `cb`
+    /// instead of waiting for [`Peer::read_audio`] (`None` goes back to reading). `cb` runs
+    /// on a worker thread of the runtime, frames of this peer in order, one call at a time;
+    /// it is borrowed for the call only. It must not block: use
+    /// [`Peer::try_write_audio`], not [`Peer::write_audio`] with a wait, and hand long work
+    /// to another thread. Inside it, any other method of any peer may be called, and this
+    /// very setter too (it applies at once). Called from elsewhere, the setter waits for
+    /// a running call, so after it returns the old callback never runs again. Dropping the
+    /// peer removes it. A panic inside `cb` is caught and drops that frame.
+    /// Errors: `InvalidArgument` (audio in disabled).
+    pub fn set_audio_callback(&self, cb: Option<FrameCallback<AudioFrame>>) -> Result<()> {
+        let pipe = self
+            .shared
+            .audio_in
+            .as_ref()
+            .ok_or_else(|| Error::invalid("audio in is disabled in this peer's config"))?;
+        pipe.sink.set(cb);
+        Ok(())
+    }
+
+    /// Installs, replaces or (with `None`) removes the event handler (for peers made
+    /// without one, such as those the signalling server hands over). Events already
+    /// queued for [`Peer::poll_event`] stay there. After removing it returns, no callback
+    /// runs (unless called from inside one, which then finishes).
+    pub fn set_handler(&self, handler: Option<Arc<dyn PeerHandler>>) {
+        self.shared.set_handler(handler);
+    }
+
     /// Samples (all channels) in one 20 ms input frame.
     pub fn audio_in_frame_samples(&self) -> usize {
         (self.audio_in_rate / 50) as usize * self.audio_in_channels as usize
@@ -392,6 +420,20 @@ impl Peer {
         Ok(frame)
     }
 
+    /// Push delivery of a video source: each decoded frame is passed to `cb` instead of
+    /// the latest-frame slot, so [`Peer::read_video`] and [`Peer::snapshot`] see nothing
+    /// while it is installed (`None` goes back to them). Same threading rules as
+    /// [`Peer::set_audio_callback`]; the frame is borrowed for the call (copy what you keep).
+    /// Errors: `InvalidArgument` (video in disabled).
+    pub fn set_video_callback(
+        &self,
+        source: VideoSource,
+        cb: Option<FrameCallback<VideoFrame>>,
+    ) -> Result<()> {
+        self.video_in(source)?.sink.set(cb);
+        Ok(())
+    }
+
     /// Sends a packed RGB24 frame of the configured `video_out_width` × `video_out_height`
     /// (`stride` 0: `width * 3`). Encoded on a worker in the negotiated codec; if the
     /// encoder is busy, the newest frame wins. Errors: `InvalidArgument` (size, stride,
@@ -437,6 +479,12 @@ impl Drop for Peer {
     fn drop(&mut self) {
         // Stop callbacks first, so none runs after drop returns, then close.
         self.shared.detach_handler();
+        if let Some(a) = &self.shared.audio_in {
+            a.sink.set(None);
+        }
+        for v in self.shared.video.input.iter().flatten() {
+            v.sink.set(None);
+        }
         if !self.shared.closed.load(Ordering::Acquire) {
             let _ = self.send(Command::Close {
                 id: self.shared.id,

@@ -1,8 +1,10 @@
 //! C ABI of the audio path: read the client's mic, write the bot's voice, barge-in.
 
+use std::ffi::c_void;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::media::audio::AudioFrame;
 
 use super::peer::{peer_ref, SwrtcPeer};
 use super::{guard, SwrtcResult};
@@ -53,6 +55,67 @@ pub unsafe extern "C" fn swrtc_peer_read_audio(
             }
         }
         Ok(())
+    })
+}
+
+struct UserData(*mut c_void);
+// SAFETY: the header documents that the callback runs on a worker thread with this
+// user_data; the library never dereferences it.
+unsafe impl Send for UserData {}
+
+/// Push delivery of the mic: from now on each decoded 20 ms frame goes to `cb` instead of
+/// `swrtc_peer_read_audio` (`cb` NULL: back to reading). `cb` gets `samples_len`
+/// interleaved s16 samples (all channels) at `sample_rate` with `channels`, and `pts` in
+/// samples per channel since the stream started; `samples` is valid only during the call.
+/// `cb` runs on one of the runtime's
+/// worker threads (never the caller's, never an I/O thread), frames of this peer in order,
+/// one call at a time, and must not block: write with `swrtc_peer_write_audio` and a
+/// timeout of 0, and hand long work to your own thread. From inside it any `swrtc_*`
+/// function may be called, this one too (it applies at once), and `swrtc_peer_free` on the
+/// same peer. Called elsewhere, this waits for a running call, so after it returns the old
+/// callback never runs again; `swrtc_peer_free` removes it. `user_data` must stay valid
+/// until then. The C callback must not unwind (no C++ exception may leave it).
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (`peer` NULL, audio in disabled). Any thread.
+///
+/// # Safety
+/// `peer` live; `cb` NULL or a function safe to call with `user_data` from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_peer_set_audio_callback(
+    peer: *const SwrtcPeer,
+    cb: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            samples: *const i16,
+            samples_len: usize,
+            sample_rate: u32,
+            channels: u16,
+            pts: u64,
+        ),
+    >,
+    user_data: *mut c_void,
+) -> SwrtcResult {
+    guard(|| {
+        // SAFETY: contract.
+        let p = unsafe { peer_ref(peer) }?;
+        let Some(f) = cb else {
+            return p.set_audio_callback(None);
+        };
+        let user = UserData(user_data);
+        p.set_audio_callback(Some(Box::new(move |frame: &AudioFrame| {
+            let user = &user;
+            // SAFETY: the app registered `f` for `user_data` (see above).
+            unsafe {
+                f(
+                    user.0,
+                    frame.samples.as_ptr(),
+                    frame.samples.len(),
+                    frame.sample_rate,
+                    frame.channels,
+                    frame.pts,
+                )
+            }
+        })))
     })
 }
 

@@ -320,6 +320,32 @@ pub(super) unsafe fn peer_ref<'a>(p: *const SwrtcPeer) -> Result<&'a Peer, Error
         .ok_or_else(|| Error::invalid("peer is NULL"))
 }
 
+/// Installs, replaces or (with `callbacks` NULL) removes a peer's callbacks, for peers made
+/// without them (such as those `swrtc_server_accept` and the server's `on_peer` hand over).
+/// The struct is copied. Events already queued for `swrtc_peer_poll_event` stay there.
+/// Callbacks follow `SwrtcPeerCallbacks`' rules. After removing them returns, no callback
+/// of this peer runs (unless called from inside one, which then finishes).
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (`peer` NULL). Any thread, also from a callback.
+///
+/// # Safety
+/// `peer` live; `callbacks` NULL or readable for one `SwrtcPeerCallbacks`.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_peer_set_callbacks(
+    peer: *const SwrtcPeer,
+    callbacks: *const SwrtcPeerCallbacks,
+) -> SwrtcResult {
+    guard(|| {
+        // SAFETY: contract.
+        let p = unsafe { peer_ref(peer) }?;
+        // SAFETY: NULL or valid per the contract.
+        let handler =
+            unsafe { callbacks.as_ref() }.map(|cb| Arc::new(CHandler(*cb)) as Arc<dyn PeerHandler>);
+        p.set_handler(handler);
+        Ok(())
+    })
+}
+
 /// Fills `cfg` with the defaults (a voice bot: 16 kHz mono in, 24 kHz mono out, Opus 20 ms).
 ///
 /// Errors: `SWRTC_ERR_INVALID_ARGUMENT` if `cfg` is NULL. Any thread.

@@ -1,6 +1,7 @@
 //! C ABI of the video path: read the client's camera and screen as RGB24, snapshots, and
 //! write RGB24 frames to send.
 
+use std::ffi::c_void;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -241,5 +242,67 @@ pub unsafe extern "C" fn swrtc_peer_get_video_stats(
         // SAFETY: checked non-NULL.
         unsafe { out.write(c) };
         Ok(())
+    })
+}
+
+struct UserData(*mut c_void);
+// SAFETY: the header documents that the callback runs on a worker thread with this
+// user_data; the library never dereferences it.
+unsafe impl Send for UserData {}
+
+/// Push delivery of one video source: each decoded frame goes to `cb` instead of the
+/// latest-frame slot, so `swrtc_peer_read_video` and `swrtc_peer_snapshot` see nothing
+/// while it is installed (`cb` NULL: back to them). `cb` gets packed RGB24, `height` rows
+/// of `stride` bytes, and `pts` on the 90 kHz RTP clock; `rgb` is valid only during the
+/// call. Same threading rules as
+/// `swrtc_peer_set_audio_callback`: a worker thread, frames in order, must not block; copy
+/// what you keep.
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (`peer` NULL, video in disabled). Any thread.
+///
+/// # Safety
+/// `peer` live; `cb` NULL or a function safe to call with `user_data` from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_peer_set_video_callback(
+    peer: *const SwrtcPeer,
+    source: SwrtcVideoSource,
+    cb: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            source: SwrtcVideoSource,
+            rgb: *const u8,
+            width: u32,
+            height: u32,
+            stride: usize,
+            pts: u64,
+        ),
+    >,
+    user_data: *mut c_void,
+) -> SwrtcResult {
+    guard(|| {
+        // SAFETY: contract.
+        let p = unsafe { peer_ref(peer) }?;
+        let Some(f) = cb else {
+            return p.set_video_callback(source.into(), None);
+        };
+        let user = UserData(user_data);
+        p.set_video_callback(
+            source.into(),
+            Some(Box::new(move |frame: &VideoFrame| {
+                let user = &user;
+                // SAFETY: the app registered `f` for `user_data` (see above).
+                unsafe {
+                    f(
+                        user.0,
+                        source,
+                        frame.rgb.as_ptr(),
+                        frame.width,
+                        frame.height,
+                        frame.width as usize * 3,
+                        frame.pts,
+                    )
+                }
+            })),
+        )
     })
 }

@@ -14,10 +14,11 @@ use parking_lot::{Condvar, Mutex};
 use tracing::debug;
 
 use super::io_loop::{Command, IoHandle};
+use super::sink::Sink;
 use super::workers::{Job, Workers};
 use crate::config::PeerConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::media::audio::{AudioReceiver, AudioSender, FrameRing};
+use crate::media::audio::{AudioFrame, AudioReceiver, AudioSender, FrameRing};
 use crate::session::AudioPacket;
 
 /// Audio counters of one peer. Every drop anywhere in the audio path is counted here.
@@ -58,6 +59,11 @@ pub(crate) struct AudioIn {
     scheduled: AtomicBool,
     receiver: Mutex<AudioReceiver>,
     pub ring: FrameRing,
+    /// With a frame callback installed, frames go to it instead of the ring.
+    pub sink: Sink<AudioFrame>,
+    /// Frames decoded in one run, handed to the callback after the decoder's lock is
+    /// released (so the callback may call `audio_stats`). Only touched under the sink gate.
+    batch: Mutex<Vec<AudioFrame>>,
     pub packets_dropped: AtomicU64,
 }
 
@@ -74,6 +80,8 @@ impl AudioIn {
                 cfg.audio_in_channels,
             )?),
             ring: FrameRing::new(frames),
+            sink: Sink::default(),
+            batch: Mutex::new(Vec::with_capacity(8)),
             packets_dropped: AtomicU64::new(0),
         }))
     }
@@ -109,9 +117,33 @@ impl AudioIn {
         }
     }
 
-    /// Worker side: decode everything queued, in order.
+    /// Worker side: decode everything queued, in order, into the ring or the callback.
     pub fn run(&self) {
         self.scheduled.store(false, Ordering::Release);
+        if let Some(gate) = self.sink.open() {
+            let mut batch = self.batch.lock();
+            {
+                let mut rx = self.receiver.lock();
+                while let Ok(pkt) = self.rx.try_recv() {
+                    rx.handle_packet(pkt.seq, pkt.rtp_time, &pkt.payload, &mut |frame| {
+                        batch.push(frame);
+                    });
+                }
+            }
+            let mut delivering = true;
+            for frame in batch.iter() {
+                // Removed from inside itself: the rest of the batch goes to the ring.
+                if !(delivering && gate.deliver(frame)) {
+                    delivering = false;
+                    self.ring.push(frame.clone());
+                }
+            }
+            let mut rx = self.receiver.lock();
+            for frame in batch.drain(..) {
+                rx.recycle(frame.samples);
+            }
+            return;
+        }
         let mut rx = self.receiver.lock();
         while let Ok(pkt) = self.rx.try_recv() {
             let ring = &self.ring;

@@ -5,6 +5,7 @@ pub(crate) mod audio;
 mod dispatch;
 mod io_loop;
 mod shared;
+mod sink;
 pub(crate) mod video;
 mod workers;
 
@@ -26,6 +27,7 @@ pub(crate) use dispatch::Dispatcher;
 pub(crate) use io_loop::{Command, IoHandle, MediaSinks, NewPeer, MAX_SOCKETS_PER_PEER};
 pub(crate) use shared::PeerShared;
 pub use shared::{PeerEvent, PeerHandler};
+pub use sink::FrameCallback;
 pub use video::VideoStats;
 pub(crate) use video::{VideoIn, VideoOut, VideoPipes};
 pub(crate) use workers::Workers;

@@ -149,6 +149,17 @@ impl PeerShared {
         }
     }
 
+    /// Replaces the handler. Events already queued for `poll_event` stay there. Removing
+    /// it waits for a running callback, like [`PeerShared::detach_handler`].
+    pub fn set_handler(&self, handler: Option<Arc<dyn PeerHandler>>) {
+        let removing = handler.is_none();
+        let old = std::mem::replace(&mut *self.handler.lock(), handler);
+        if removing {
+            drop(self.gate.lock());
+        }
+        drop(old);
+    }
+
     /// Removes the handler; when this returns no callback of this peer runs or will run
     /// (unless called from inside that very callback, which then finishes normally).
     pub fn detach_handler(&self) {

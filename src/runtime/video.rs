@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use tracing::debug;
 
 use super::io_loop::{Command, IoHandle};
+use super::sink::Sink;
 use super::workers::{Job, Workers};
 use crate::config::PeerConfig;
 use crate::error::{Error, Result};
@@ -58,6 +59,8 @@ pub(crate) struct VideoIn {
     skip_to_keyframe: AtomicBool,
     state: Mutex<InState>,
     pub slot: LatestFrame,
+    /// With a frame callback installed, frames go to it instead of the slot.
+    pub sink: Sink<VideoFrame>,
     decoded: AtomicU64,
     dropped: AtomicU64,
     errors: AtomicU64,
@@ -79,6 +82,7 @@ impl VideoIn {
                 frame: VideoFrame::new(source),
             }),
             slot: LatestFrame::new(source),
+            sink: Sink::default(),
             decoded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -111,9 +115,11 @@ impl VideoIn {
         }
     }
 
-    /// Worker: decode what is queued into the latest-frame slot.
+    /// Worker: decode what is queued into the latest-frame slot, or the callback.
     pub fn run(&self) {
         self.scheduled.store(false, Ordering::Release);
+        // Gate first, then state: a callback may read stats (atomics and the slot only).
+        let gate = self.sink.open();
         let mut st = self.state.lock();
         while let Ok(pkt) = self.rx.try_recv() {
             let codec = match pkt.codec {
@@ -144,7 +150,9 @@ impl VideoIn {
             match dec.decode(&pkt.data, pkt.rtp_time, frame) {
                 Ok(true) => {
                     self.decoded.fetch_add(1, Ordering::Relaxed);
-                    self.slot.publish(frame);
+                    if !gate.as_ref().is_some_and(|g| g.deliver(frame)) {
+                        self.slot.publish(frame);
+                    }
                 }
                 Ok(false) => {}
                 Err(e) => {

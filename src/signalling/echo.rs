@@ -1,25 +1,31 @@
 //! The echo bot: the demo app and common test target (DESIGN §5). For each peer it sends
-//! the caller's audio back, answers each app message `m` with `{"echo": m}`, and (with the
-//! RTVI helper on) answers `client-ready` with `bot-ready`. Uses only the public peer API.
+//! the caller's audio and camera back, answers each app message `m` with `{"echo": m}`,
+//! and (with the RTVI helper on) answers `client-ready` with `bot-ready`. Uses only the
+//! public peer API, and no thread of its own: frames arrive by the peer's frame callbacks
+//! on the runtime's workers, messages and states by its event handler.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tracing::{debug, info};
 
 use crate::api::Peer;
 use crate::config::PeerConfig;
-use crate::error::ErrorKind;
+use crate::media::audio::AudioFrame;
 use crate::media::video::{VideoFrame, VideoSource};
-use crate::runtime::PeerEvent;
+use crate::runtime::{PeerEvent, PeerHandler};
 use crate::session::PeerState;
 
 use super::{NewPeer, OnPeer};
 
 /// The most audio the echo lets queue before it drops input frames.
 const LIVE_ECHO_MAX_QUEUE: Duration = Duration::from_millis(100);
+/// Frames over which the echo looks for a standing queue (1 s).
+const LIVE_ECHO_WINDOW: u32 = 50;
+/// A queue that never fell below this over a window is standing delay: one frame goes.
+const LIVE_ECHO_STANDING: Duration = Duration::from_millis(20);
 
 /// Peer settings for echoing: audio in and out at 48 kHz mono, so frames go back unchanged.
 pub fn echo_peer_config() -> PeerConfig {
@@ -34,93 +40,116 @@ pub fn echo_peer_config() -> PeerConfig {
     }
 }
 
-/// An `on_peer` callback that runs [`run`] for each new peer on its own thread.
+/// An `on_peer` callback that starts echoing each new peer (see [`start`]).
 pub fn on_peer(rtvi: bool) -> OnPeer {
-    Arc::new(move |new: NewPeer| {
-        if let Err(e) = spawn(new, rtvi) {
-            tracing::warn!("echo: cannot start a thread for a peer: {e}");
+    Arc::new(move |new: NewPeer| start(new.peer, &new.pc_id, rtvi))
+}
+
+/// Echoes one peer until it closes: installs its frame callbacks and event handler, then
+/// connects. The handler keeps the peer alive until its `Closed` event.
+pub fn start(peer: Arc<Peer>, pc_id: &str, rtvi: bool) {
+    let weak = Arc::downgrade(&peer);
+    let mut live = LiveEcho::default();
+    let w = weak.clone();
+    let audio = peer.set_audio_callback(Some(Box::new(move |frame: &AudioFrame| {
+        if let Some(p) = w.upgrade() {
+            live.echo(&p, frame);
         }
-    })
-}
-
-/// Runs [`run`] on a new thread.
-pub fn spawn(new: NewPeer, rtvi: bool) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("echo-{}", short(&new.pc_id)))
-        .spawn(move || run(&new.peer, &new.pc_id, rtvi))
-}
-
-fn short(pc_id: &str) -> &str {
-    pc_id
-        .rsplit('-')
-        .next()
-        .map_or(pc_id, |h| &h[..h.len().min(8)])
-}
-
-/// Echoes one peer until it closes: connects, then loops over its audio and events.
-pub fn run(peer: &Peer, pc_id: &str, rtvi: bool) {
+    })));
+    if let Err(e) = audio {
+        debug!("echo {pc_id}: no audio echo: {e}");
+    }
+    // The camera comes back on m-line 1 when its size is the configured one.
+    let w = weak.clone();
+    let video = peer.set_video_callback(
+        VideoSource::Camera,
+        Some(Box::new(move |frame: &VideoFrame| {
+            if let Some(p) = w.upgrade() {
+                if let Err(e) = p.write_video(&frame.rgb, frame.width, frame.height, 0) {
+                    debug!("echo: video frame not echoed: {e}");
+                }
+            }
+        })),
+    );
+    if let Err(e) = video {
+        debug!("echo {pc_id}: no video echo: {e}");
+    }
+    let handler = Arc::new(EchoHandler {
+        peer: Mutex::new(Some(peer.clone())),
+        pc_id: pc_id.to_string(),
+        rtvi,
+    });
+    peer.set_handler(Some(handler));
     if let Err(e) = peer.connect() {
         info!("echo {pc_id}: connect failed: {e}");
-        return;
     }
-    let mut audio = true;
-    let mut video = true;
-    let mut frame = VideoFrame::new(VideoSource::Camera);
-    loop {
-        if video {
-            // The camera comes back on m-line 1 when its size is the configured one.
-            match peer.read_video_into(VideoSource::Camera, &mut frame, None) {
-                Ok(()) => {
-                    if let Err(e) = peer.write_video(&frame.rgb, frame.width, frame.height, 0) {
-                        debug!("echo {pc_id}: video frame not echoed: {e}");
-                    }
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {}
-                Err(e) => {
-                    debug!("echo {pc_id}: no video echo: {e}");
-                    video = false;
-                }
-            }
+    // Drain what was queued before the handler (a fast client's first messages).
+    while let Some(ev) = peer.poll_event(None) {
+        if let PeerEvent::Message { data, binary } = ev {
+            reply(&peer, pc_id, &data, binary, rtvi);
         }
-        if audio {
-            match peer.read_audio(Some(Duration::from_millis(20))) {
-                // Queue and go on: blocking on the send clock would let input pile up.
-                Ok(frame) => {
-                    // A live echo: after a stall delivers a backlog of input at once, do
-                    // not let it become a standing delay; drop what would queue past 100 ms.
-                    let queued = peer.audio_queued().unwrap_or_default();
-                    if queued > LIVE_ECHO_MAX_QUEUE {
-                        debug!("echo {pc_id}: {queued:?} queued, frame dropped");
-                    } else if let Err(e) = peer.try_write_audio(&frame.samples) {
-                        debug!("echo {pc_id}: audio frame dropped: {e}");
-                    }
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {}
-                Err(e) if e.kind() == ErrorKind::Closed => {}
-                Err(e) => {
-                    debug!("echo {pc_id}: no audio echo: {e}");
-                    audio = false;
+    }
+    drop(weak);
+}
+
+/// The echo's events: replies to messages; on `Closed` it lets the peer go.
+struct EchoHandler {
+    peer: Mutex<Option<Arc<Peer>>>,
+    pc_id: String,
+    rtvi: bool,
+}
+
+impl PeerHandler for EchoHandler {
+    fn on_event(&self, event: &PeerEvent) {
+        match event {
+            PeerEvent::Message { data, binary } => {
+                let peer = self.peer.lock().clone();
+                if let Some(p) = peer {
+                    reply(&p, &self.pc_id, data, *binary, self.rtvi);
                 }
             }
+            PeerEvent::State(s) => {
+                info!("echo {}: {s:?}", self.pc_id);
+                if *s == PeerState::Closed {
+                    // Dropping the last handle from inside its own callback is allowed.
+                    let peer = self.peer.lock().take();
+                    drop(peer);
+                }
+            }
+            PeerEvent::TrackStatus { .. } => {}
         }
-        let wait = (!audio).then(|| Duration::from_millis(50));
-        while let Some(ev) = peer.poll_event(wait) {
-            match ev {
-                PeerEvent::Message { data, binary } => reply(peer, pc_id, &data, binary, rtvi),
-                PeerEvent::State(s) => {
-                    info!("echo {pc_id}: {s:?}");
-                    if s == PeerState::Closed {
-                        return;
-                    }
-                }
-                PeerEvent::TrackStatus { .. } => {}
-            }
-            if wait.is_some() {
-                break;
-            }
-        }
-        if peer.state() == PeerState::Closed {
+    }
+}
+
+/// A live echo's queue control. Input frames arrive with network jitter while output
+/// leaves on a fixed 20 ms grid, so one late frame leaves a whole frame standing in the
+/// queue for good. Bound it: drop input past 100 ms queued, and drop one frame when the
+/// queue never fell below 20 ms for a whole second.
+#[derive(Default)]
+struct LiveEcho {
+    window_min: Option<Duration>,
+    frames: u32,
+}
+
+impl LiveEcho {
+    fn echo(&mut self, peer: &Peer, frame: &AudioFrame) {
+        let queued = peer.audio_queued().unwrap_or_default();
+        if queued > LIVE_ECHO_MAX_QUEUE {
+            debug!("echo: {queued:?} queued, frame dropped");
             return;
+        }
+        self.window_min = Some(self.window_min.map_or(queued, |m| m.min(queued)));
+        self.frames += 1;
+        if self.frames >= LIVE_ECHO_WINDOW {
+            let standing = self.window_min.take().unwrap_or_default();
+            self.frames = 0;
+            if standing >= LIVE_ECHO_STANDING {
+                debug!("echo: {standing:?} standing delay, frame dropped");
+                return;
+            }
+        }
+        if let Err(e) = peer.try_write_audio(&frame.samples) {
+            debug!("echo: audio frame dropped: {e}");
         }
     }
 }
