@@ -132,9 +132,9 @@ impl AudioIn {
             }
             let mut delivering = true;
             for frame in batch.iter() {
+                delivering = delivering && gate.deliver(frame);
                 // Removed from inside itself: the rest of the batch goes to the ring.
-                if !(delivering && gate.deliver(frame)) {
-                    delivering = false;
+                if !delivering {
                     self.ring.push(frame.clone());
                 }
             }

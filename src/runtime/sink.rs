@@ -76,7 +76,8 @@ pub(crate) struct SinkGuard<'a, T> {
 }
 
 impl<T> SinkGuard<'_, T> {
-    /// Calls the callback with one frame; false when it was removed (from inside itself).
+    /// Calls the callback with one frame: true if it ran (the frame is consumed, even if
+    /// the callback removed itself meanwhile), false if none is installed any more.
     pub fn deliver(&self, frame: &T) -> bool {
         let (cb, generation) = {
             let mut s = self.g.borrow_mut();
@@ -92,13 +93,12 @@ impl<T> SinkGuard<'_, T> {
         let mut s = self.g.borrow_mut();
         if s.generation == generation {
             s.cb = Some(cb);
-            true
         } else {
             drop(s);
             // Replaced or removed while it ran: this closure is done.
             drop(cb);
-            false
         }
+        true
     }
 }
 
@@ -135,7 +135,7 @@ mod tests {
             s2.set(None);
         })));
         let gate = sink.open().expect("installed");
-        assert!(!gate.deliver(&1), "removed by itself");
+        assert!(gate.deliver(&1), "ran, and removed itself");
         assert!(!gate.deliver(&2), "no callback any more");
         drop(gate);
         assert_eq!(*calls.lock().unwrap(), 1);
