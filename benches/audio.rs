@@ -17,13 +17,16 @@
 //!    (the library's `OpusDecoder`/`OpusEncoder` at the peer's settings) over the same
 //!    amount of audio on one thread, at the default 16 kHz in / 24 kHz out (the echo
 //!    thread upsamples 2:3 linearly; both rates are Opus-native so the library does not
-//!    resample) and at 48 kHz in / 48 kHz out.
+//!    resample) and at 48 kHz in / 48 kHz out. The `push` variants echo from the peer's
+//!    audio callback on the runtime's workers instead, with no app thread per session.
 //!
 //! Every figure is the median of several runs (SWRTC_BENCH_RUNS, default 3); CPU ratios
 //! are against the Opus-only baseline measured in the same run; latencies are also shown
 //! as a ratio of their target from the issue.
 //!
 //!     cargo bench --bench audio
+//!     SWRTC_BENCH_ONLY=cpu16,cpu16push cargo bench --bench audio   # parts: aiortc, inproc,
+//!                                                                # cpu16, cpu48, cpu16push, cpu48push
 
 // The test peers live with the tests; the bench reuses them rather than copying them.
 #[path = "../tests/common/mod.rs"]
@@ -36,7 +39,7 @@ use std::time::{Duration, Instant};
 use common::aiortc::AiortcPeer;
 use common::str0m_client::{tone, ClientEvent, ClientOptions, TestClient};
 use serde_json::json;
-use smallwebrtc::media::audio::{OpusDecoder, OpusEncoder};
+use smallwebrtc::media::audio::{AudioFrame, OpusDecoder, OpusEncoder};
 use smallwebrtc::{ErrorKind, Peer, PeerConfig, Runtime, RuntimeConfig};
 
 const T: Duration = Duration::from_secs(20);
@@ -504,7 +507,9 @@ struct CpuRun {
     client: f64,
 }
 
-fn cpu_run(rate_in: u32, rate_out: u32) -> CpuRun {
+/// `push`: the app echoes from the peer's audio callback on the runtime's workers instead of
+/// one `read_audio` thread per session (its work then counts in the runtime's threads).
+fn cpu_run(rate_in: u32, rate_out: u32, push: bool) -> CpuRun {
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     let mut pairs = Vec::new();
     for _ in 0..CPU_SESSIONS {
@@ -529,8 +534,30 @@ fn cpu_run(rate_in: u32, rate_out: u32) -> CpuRun {
     let stop = AtomicBool::new(false);
     let mut result = None;
     std::thread::scope(|s| {
+        if push {
+            for (_, peer) in &pairs {
+                let weak = Arc::downgrade(peer);
+                let mut up = Vec::new();
+                let mut last = 0i16;
+                peer.set_audio_callback(Some(Box::new(move |frame: &AudioFrame| {
+                    let Some(peer) = weak.upgrade() else { return };
+                    let pcm: &[i16] = if rate_in == rate_out {
+                        &frame.samples
+                    } else {
+                        up_2_3(&frame.samples, &mut last, &mut up);
+                        &up
+                    };
+                    match peer.try_write_audio(pcm) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("write_audio: {e}"),
+                    }
+                })))
+                .unwrap();
+            }
+        }
         // Echo threads, one per session (named app-echo-N, outside swrtc-*).
-        for (i, (_, peer)) in pairs.iter().enumerate() {
+        for (i, (_, peer)) in pairs.iter().enumerate().filter(|_| !push) {
             let peer = peer.clone();
             let stop = &stop;
             std::thread::Builder::new()
@@ -804,21 +831,32 @@ fn main() {
         );
     }
 
-    for (rate_in, rate_out, key) in [(16_000, 24_000, "cpu16"), (48_000, 48_000, "cpu48")] {
+    for (rate_in, rate_out, key, push) in [
+        (16_000, 24_000, "cpu16", false),
+        (48_000, 48_000, "cpu48", false),
+        (16_000, 24_000, "cpu16push", true),
+        (48_000, 48_000, "cpu48push", true),
+    ] {
         if !want(key) {
             continue;
         }
         println!(
             "3. CPU, {CPU_SESSIONS} echo sessions × {} s, {} kHz in / {} kHz out, Opus {} bit/s, \
-             complexity {COMPLEXITY}, FEC on ({runs} runs; ms of CPU per session-second)",
+             complexity {COMPLEXITY}, FEC on, the app echoing {} ({runs} runs; ms of CPU per \
+             session-second)",
             CPU_WINDOW.as_secs(),
             rate_in / 1000,
             rate_out / 1000,
-            BITRATE
+            BITRATE,
+            if push {
+                "from the audio callback on the workers (its work counts as runtime)"
+            } else {
+                "on one read_audio thread per session"
+            }
         );
         let mut rs = Vec::new();
         for _ in 0..runs {
-            rs.push(cpu_run(rate_in, rate_out));
+            rs.push(cpu_run(rate_in, rate_out, push));
         }
         let get = |f: fn(&CpuRun) -> f64| rs.iter().map(f).collect::<Vec<_>>();
         let show = |v: &[f64]| fmt_list(&v.iter().map(|x| x * 1e3).collect::<Vec<_>>(), 3);

@@ -103,7 +103,7 @@ struct Opts {
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen --url http://127.0.0.1:PORT/api/offer [--pid PID] [--label NAME]\n\
-         \x20      [--steps 1,10,25,...] [--step-secs 20] [--settle-secs 3] [--refine 2] [--single-trials 5]\n\
+         \x20      [--steps 1,10,25,...] [--step-secs 20] [--settle-secs 3] [--refine 2] [--single-trials 8]\n\
          \x20      [--hold-secs 0] [--budget-secs 360] [--max-sessions 1000] [--loud-bytes 0=auto]\n\
          \x20      [--no-video] [--json FILE] [--trace CSV] [--sizes]\n\
          \x20  or: loadgen --table OURS.json THEIRS.json"
@@ -120,7 +120,7 @@ fn parse_opts(args: Vec<String>) -> Opts {
         step_secs: 20.0,
         settle_secs: 3.0,
         refine: 2,
-        single_trials: 5,
+        single_trials: 8,
         hold_secs: 0.0,
         budget_secs: 360.0,
         max_sessions: 1000,
@@ -675,7 +675,12 @@ impl Session {
         match e {
             Event::Connected if self.connected_at.is_none() => {
                 self.connected_at = Some(now);
-                self.next_send = Some(now);
+                // Real clients start talking at any phase of the server's 20 ms send
+                // slots, and an echo's latency depends on that phase. Spread the phases
+                // (golden-ratio steps over 0..20 ms by session id) so that one session,
+                // a few in turn, and many at once all sample them alike.
+                let phase = (self.id as f64 * 0.618_033_988_75).fract() * FRAME.as_secs_f64();
+                self.next_send = Some(now + Duration::from_secs_f64(phase));
                 st.connect_ms.push(ms(now - self.t_post));
             }
             Event::ChannelOpen(cid, _) if cid == self.cid => {
@@ -1482,7 +1487,8 @@ fn run(opts: Opts) {
             let mut merged = r.clone();
             for _ in 1..opts.single_trials {
                 d.reset();
-                let t = d.step_to(1, "single", window, None);
+                // Shorter windows: the phase, not the window, is what varies.
+                let t = d.step_to(1, "single", (window / 2).max(Duration::from_secs(8)), None);
                 steps.push(t.clone());
                 if t.pass {
                     merged.lats.extend_from_slice(&t.lats);
@@ -1613,7 +1619,9 @@ fn table(ours_path: &str, theirs_path: &str) {
         for k in path {
             x = &x[*k];
         }
-        x.as_f64().unwrap_or(f64::NAN)
+        x.as_f64()
+            .or_else(|| x.as_bool().map(|b| if b { 1.0 } else { 0.0 }))
+            .unwrap_or(f64::NAN)
     };
     struct Row {
         name: &'static str,
@@ -1733,6 +1741,13 @@ fn table(ours_path: &str, theirs_path: &str) {
             0,
         ),
         row(
+            "real time kept over the hold (1 yes, 0 no)",
+            &["at_max", "real_time"],
+            "",
+            false,
+            0,
+        ),
+        row(
             "server threads at the max",
             &["at_max", "server_threads"],
             "",
@@ -1779,6 +1794,7 @@ fn table(ours_path: &str, theirs_path: &str) {
             || r.b == 0.0
             || r.name.starts_with("latency drift")
             || r.name.starts_with("hold")
+            || r.name.starts_with("real time")
             || r.name.starts_with("bursts")
             || r.name.starts_with("Opus")
             || r.name.starts_with("server cores");

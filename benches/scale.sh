@@ -66,6 +66,11 @@ if [ "$ONLY" != smallwebrtc ]; then
         "$VENV/bin/pip" install -q --upgrade pip
     fi
     "$VENV/bin/pip" install -q -r benches/requirements-pipecat.txt
+    # A venv whose files were damaged still looks installed to pip: check that it imports.
+    if ! "$VENV/bin/python" -c "import av, aiortc, pipecat" >/dev/null 2>&1; then
+        echo "== the venv does not import; reinstalling its packages"
+        "$VENV/bin/pip" install -q --ignore-installed -r benches/requirements-pipecat.txt
+    fi
 fi
 
 # --- servers ---------------------------------------------------------------------------------

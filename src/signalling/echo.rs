@@ -22,8 +22,8 @@ use super::{NewPeer, OnPeer};
 
 /// The most audio the echo lets queue before it drops input frames.
 const LIVE_ECHO_MAX_QUEUE: Duration = Duration::from_millis(100);
-/// Frames over which the echo looks for a standing queue (1 s).
-const LIVE_ECHO_WINDOW: u32 = 50;
+/// Frames over which the echo looks for a standing queue (0.5 s).
+const LIVE_ECHO_WINDOW: u32 = 25;
 /// A queue that never fell below this over a window is standing delay: one frame goes.
 const LIVE_ECHO_STANDING: Duration = Duration::from_millis(20);
 
@@ -124,7 +124,7 @@ impl PeerHandler for EchoHandler {
 /// A live echo's queue control. Input frames arrive with network jitter while output
 /// leaves on a fixed 20 ms grid, so one late frame leaves a whole frame standing in the
 /// queue for good. Bound it: drop input past 100 ms queued, and drop one frame when the
-/// queue never fell below 20 ms for a whole second.
+/// queue never fell below 20 ms for half a second.
 #[derive(Default)]
 struct LiveEcho {
     window_min: Option<Duration>,
