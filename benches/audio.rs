@@ -507,6 +507,21 @@ struct CpuRun {
     client: f64,
 }
 
+/// The CPU run's app echo of one frame: upsampled 2:3 when the output rate differs.
+fn echo_frame(peer: &Peer, frame: &AudioFrame, rate_out: u32, last: &mut i16, up: &mut Vec<i16>) {
+    let pcm: &[i16] = if frame.sample_rate == rate_out {
+        &frame.samples
+    } else {
+        up_2_3(&frame.samples, last, up);
+        up
+    };
+    match peer.try_write_audio(pcm) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Err(e) => panic!("write_audio: {e}"),
+    }
+}
+
 /// `push`: the app echoes from the peer's audio callback on the runtime's workers instead of
 /// one `read_audio` thread per session (its work then counts in the runtime's threads).
 fn cpu_run(rate_in: u32, rate_out: u32, push: bool) -> CpuRun {
@@ -540,17 +555,8 @@ fn cpu_run(rate_in: u32, rate_out: u32, push: bool) -> CpuRun {
                 let mut up = Vec::new();
                 let mut last = 0i16;
                 peer.set_audio_callback(Some(Box::new(move |frame: &AudioFrame| {
-                    let Some(peer) = weak.upgrade() else { return };
-                    let pcm: &[i16] = if rate_in == rate_out {
-                        &frame.samples
-                    } else {
-                        up_2_3(&frame.samples, &mut last, &mut up);
-                        &up
-                    };
-                    match peer.try_write_audio(pcm) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("write_audio: {e}"),
+                    if let Some(peer) = weak.upgrade() {
+                        echo_frame(&peer, frame, rate_out, &mut last, &mut up);
                     }
                 })))
                 .unwrap();
@@ -567,19 +573,7 @@ fn cpu_run(rate_in: u32, rate_out: u32, push: bool) -> CpuRun {
                     let mut last = 0i16;
                     while !stop.load(Ordering::Relaxed) {
                         match peer.read_audio(Some(Duration::from_millis(50))) {
-                            Ok(frame) => {
-                                let pcm: &[i16] = if rate_in == rate_out {
-                                    &frame.samples
-                                } else {
-                                    up_2_3(&frame.samples, &mut last, &mut up);
-                                    &up
-                                };
-                                match peer.try_write_audio(pcm) {
-                                    Ok(()) => {}
-                                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                                    Err(e) => panic!("write_audio: {e}"),
-                                }
-                            }
+                            Ok(frame) => echo_frame(&peer, &frame, rate_out, &mut last, &mut up),
                             Err(e) if e.kind() == ErrorKind::Timeout => {}
                             Err(e) => panic!("read_audio: {e}"),
                         }

@@ -12,8 +12,9 @@
 # finally prints one table side by side with the ratio. Loopback (127.0.0.1) only.
 #
 # Settings (environment): STEPS (session counts of the ramp), STEP_SECS (measured seconds
-# per step, default 20), HOLD_SECS (hold at the maximum, for drift; default 60), REFINE
-# (probes between the last real-time step and the first that was not; default 2),
+# per step, default 20), HOLD_SECS (hold at the maximum, for drift; default 300, the
+# 5-minute run), REFINE (probes between the last real-time step and the first that was
+# not; default 2),
 # BUDGET_SECS (ramp + refine time per server; default 300), OUR_PORT / PIPECAT_PORT
 # (7870 / 7871), VENV (.venv-pipecat), OUT (target/scale: logs, the raw JSON and a CSV of
 # every burst), ONLY (smallwebrtc or pipecat: run one server; the table needs both), NICE
@@ -24,7 +25,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 STEPS=${STEPS:-1,10,25,50,75,100,150,200,300,400,500,600,800,1000}
 STEP_SECS=${STEP_SECS:-20}
-HOLD_SECS=${HOLD_SECS:-60}
+HOLD_SECS=${HOLD_SECS:-300}
 REFINE=${REFINE:-2}
 BUDGET_SECS=${BUDGET_SECS:-300}
 OUR_PORT=${OUR_PORT:-7870}

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::peers::open_str0m;
+use common::peers::{open_str0m, wait_connected};
 use common::str0m_client::{tone, ClientEvent, ClientOptions, TestClient};
 use smallwebrtc::media::audio::OpusEncoder;
 use smallwebrtc::{ErrorKind, Peer, PeerConfig, PeerEvent, PeerState};
@@ -24,11 +24,7 @@ fn connect(opts: ClientOptions, cfg: PeerConfig) -> (TestClient, Peer) {
     )
     .unwrap();
     open_str0m(&mut client, &peer, T);
-    let end = Instant::now() + T;
-    while peer.state() != PeerState::Connected {
-        assert!(Instant::now() < end, "never connected");
-        let _ = peer.poll_event(Some(Duration::from_millis(20)));
-    }
+    wait_connected(&peer, T);
     (client, peer)
 }
 

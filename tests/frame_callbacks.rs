@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::aiortc::AiortcPeer;
-use common::peers::open_str0m;
+use common::peers::{open_str0m, wait_connected};
 use common::str0m_client::{tone, ClientEvent, ClientOptions, TestClient};
 use serde_json::json;
 use smallwebrtc::ffi::{
@@ -23,6 +23,11 @@ use smallwebrtc::media::audio::{AudioFrame, OpusEncoder};
 use smallwebrtc::{ErrorKind, Peer, PeerConfig, PeerState, VideoFrame, VideoSource};
 
 const T: Duration = Duration::from_secs(15);
+
+/// (pts, samples, rms, thread name) of each frame the audio callback got.
+type AudioSeen = Arc<Mutex<Vec<(u64, usize, f64, String)>>>;
+/// (width, height, bytes, pts, source) of each frame the video callback got.
+type VideoSeen = Arc<Mutex<Vec<(u32, u32, usize, u64, VideoSource)>>>;
 
 fn connect(cfg: PeerConfig) -> (TestClient, Arc<Peer>) {
     let mut client = TestClient::new(ClientOptions::default());
@@ -37,11 +42,7 @@ fn connect(cfg: PeerConfig) -> (TestClient, Arc<Peer>) {
         .unwrap(),
     );
     open_str0m(&mut client, &peer, T);
-    let end = Instant::now() + T;
-    while peer.state() != PeerState::Connected {
-        assert!(Instant::now() < end, "never connected");
-        let _ = peer.poll_event(Some(Duration::from_millis(20)));
-    }
+    wait_connected(&peer, T);
     (client, peer)
 }
 
@@ -78,7 +79,7 @@ fn audio_callback_gets_every_frame_in_order_on_a_worker_and_can_echo() {
         audio_out_sample_rate: 48_000,
         ..PeerConfig::default()
     });
-    let got: Arc<Mutex<Vec<(u64, usize, f64, String)>>> = Arc::default();
+    let got: AudioSeen = Arc::default();
     let (g, weak) = (got.clone(), Arc::downgrade(&peer));
     peer.set_audio_callback(Some(Box::new(move |f: &AudioFrame| {
         let name = std::thread::current().name().unwrap_or("").to_string();
@@ -304,7 +305,7 @@ fn video_callback_gets_camera_frames_and_read_video_none() {
         )
         .unwrap(),
     );
-    let got: Arc<Mutex<Vec<(u32, u32, usize, u64, VideoSource)>>> = Arc::default();
+    let got: VideoSeen = Arc::default();
     let g = got.clone();
     peer.set_video_callback(
         VideoSource::Camera,

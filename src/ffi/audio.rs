@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::media::audio::AudioFrame;
 
 use super::peer::{peer_ref, SwrtcPeer};
-use super::{guard, SwrtcResult};
+use super::{guard, SwrtcResult, UserData};
 
 /// Reads the next 20 ms frame of the client's microphone: interleaved s16 at the config's
 /// `audio_in_sample_rate` and `audio_in_channels`. `buf` must hold `capacity` samples, at
@@ -57,11 +57,6 @@ pub unsafe extern "C" fn swrtc_peer_read_audio(
         Ok(())
     })
 }
-
-struct UserData(*mut c_void);
-// SAFETY: the header documents that the callback runs on a worker thread with this
-// user_data; the library never dereferences it.
-unsafe impl Send for UserData {}
 
 /// Push delivery of the mic: from now on each decoded 20 ms frame goes to `cb` instead of
 /// `swrtc_peer_read_audio` (`cb` NULL: back to reading). `cb` gets `samples_len`

@@ -95,6 +95,12 @@ fn invalid(msg: &str) -> SwrtcResult {
 }
 
 /// The panic boundary every export runs its body in.
+/// An app's `user_data` pointer carried into a callback that runs on another thread.
+struct UserData(*mut std::ffi::c_void);
+// SAFETY: the header documents on which thread each callback runs with its user_data; the
+// library never dereferences it.
+unsafe impl Send for UserData {}
+
 fn guard(f: impl FnOnce() -> Result<(), Error>) -> SwrtcResult {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => SWRTC_OK,

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::media::video::{VideoFrame, VideoSource};
 
 use super::peer::{peer_ref, SwrtcPeer};
-use super::{guard, SwrtcResult};
+use super::{guard, SwrtcResult, UserData};
 
 /// Which client video track.
 #[repr(C)]
@@ -244,11 +244,6 @@ pub unsafe extern "C" fn swrtc_peer_get_video_stats(
         Ok(())
     })
 }
-
-struct UserData(*mut c_void);
-// SAFETY: the header documents that the callback runs on a worker thread with this
-// user_data; the library never dereferences it.
-unsafe impl Send for UserData {}
 
 /// Push delivery of one video source: each decoded frame goes to `cb` instead of the
 /// latest-frame slot, so `swrtc_peer_read_video` and `swrtc_peer_snapshot` see nothing

@@ -64,10 +64,8 @@ impl<T> Sink<T> {
             return None;
         }
         let g = self.slot.lock();
-        if g.borrow().cb.is_none() {
-            return None;
-        }
-        Some(SinkGuard { g })
+        let installed = g.borrow().cb.is_some();
+        installed.then_some(SinkGuard { g })
     }
 }
 

@@ -1,9 +1,9 @@
 //! Small shared steps of the end-to-end tests: a loopback peer config and connecting a
 //! str0m test client to a peer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use smallwebrtc::{Peer, PeerConfig};
+use smallwebrtc::{Peer, PeerConfig, PeerState};
 
 use super::str0m_client::{ClientEvent, TestClient};
 
@@ -29,4 +29,14 @@ pub fn open_str0m(client: &mut TestClient, peer: &Peer, within: Duration) {
         "the data channel never opened"
     );
     peer.connect().unwrap();
+}
+
+/// Waits up to `within` for `peer` to report `Connected`, draining its event queue.
+#[allow(dead_code)] // not every test binary uses it
+pub fn wait_connected(peer: &Peer, within: Duration) {
+    let end = Instant::now() + within;
+    while peer.state() != PeerState::Connected {
+        assert!(Instant::now() < end, "never connected");
+        let _ = peer.poll_event(Some(Duration::from_millis(20)));
+    }
 }
