@@ -215,35 +215,27 @@ fn proc_cpu(pid: Option<u32>) -> f64 {
     (ut + st) / 100.0 // USER_HZ
 }
 
-/// VmRSS in KiB.
-fn proc_rss_kib(pid: Option<u32>) -> f64 {
+/// The first word of a `/proc/PID/status` field (or this process's).
+fn proc_status(pid: Option<u32>, key: &str) -> Option<String> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/status"),
         None => "/proc/self/status".to_string(),
     };
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
+    let s = std::fs::read_to_string(path).ok()?;
+    let v = s.lines().find_map(|l| l.strip_prefix(key))?;
+    v.split_whitespace().next().map(str::to_string)
+}
+
+/// VmRSS in KiB.
+fn proc_rss_kib(pid: Option<u32>) -> f64 {
+    proc_status(pid, "VmRSS:")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
 }
 
 fn proc_threads(pid: Option<u32>) -> f64 {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/status"),
-        None => "/proc/self/status".to_string(),
-    };
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
+    proc_status(pid, "Threads:")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
 }
 
@@ -1279,7 +1271,7 @@ impl Driver {
             lat_med: quantile(&mut lats, 0.5),
             lat_p95: quantile(&mut lats, 0.95),
             lat_p99: quantile(&mut lats, 0.99),
-            lats: lats.clone(),
+            lats,
             drift_ms: quantile(&mut last, 0.5) - quantile(&mut first, 0.5),
             server_cpu_s: c1 - c0,
             cpu_per_session_s: (c1 - c0) / (wall * n.max(1) as f64),

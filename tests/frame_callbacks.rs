@@ -68,6 +68,22 @@ fn wait_until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// Loud (tone) audio packets the client receives, counted until `want` or `T`: the echo
+/// leaves at real time, slower than the test sends.
+fn loud_packets(client: &TestClient, want: usize) -> usize {
+    let end = Instant::now() + T;
+    let mut n = 0;
+    while n < want && Instant::now() < end {
+        n += client
+            .take_events()
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::AudioPacket { len, .. } if *len > 20))
+            .count();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    n
+}
+
 fn rms(s: &[i16]) -> f64 {
     (s.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / s.len().max(1) as f64).sqrt()
 }
@@ -114,11 +130,7 @@ fn audio_callback_gets_every_frame_in_order_on_a_worker_and_can_echo() {
     let err = peer.read_audio(None).expect_err("the ring stays empty");
     assert_eq!(err.kind(), ErrorKind::WouldBlock);
     // The echo written from the callback reached the client as loud packets.
-    let loud = client
-        .take_events()
-        .iter()
-        .filter(|e| matches!(e, ClientEvent::AudioPacket { len, .. } if *len > 20))
-        .count();
+    let loud = loud_packets(&client, 50);
     assert!(loud >= 50, "echoed tone packets at the client: {loud}");
 
     // Removed from another thread: frames go back to read_audio, none to the callback.
@@ -271,11 +283,7 @@ fn audio_callback_through_the_c_abi() {
         0,
         "sizes, order and writes ok"
     );
-    let loud = client
-        .take_events()
-        .iter()
-        .filter(|e| matches!(e, ClientEvent::AudioPacket { len, .. } if *len > 20))
-        .count();
+    let loud = loud_packets(&client, 30);
     assert!(
         loud >= 30,
         "the C echo reached the client: {loud} loud packets"

@@ -98,6 +98,7 @@ pub unsafe extern "C" fn swrtc_peer_set_audio_callback(
         };
         let user = UserData(user_data);
         p.set_audio_callback(Some(Box::new(move |frame: &AudioFrame| {
+            // The whole wrapper, not its raw pointer field alone (that is not Send).
             let user = &user;
             // SAFETY: the app registered `f` for `user_data` (see above).
             unsafe {

@@ -284,6 +284,7 @@ pub unsafe extern "C" fn swrtc_peer_set_video_callback(
         p.set_video_callback(
             source.into(),
             Some(Box::new(move |frame: &VideoFrame| {
+                // The whole wrapper, not its raw pointer field alone (that is not Send).
                 let user = &user;
                 // SAFETY: the app registered `f` for `user_data` (see above).
                 unsafe {
