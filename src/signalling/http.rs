@@ -20,6 +20,12 @@ pub struct Request {
     pub method: String,
     /// Path without the query string.
     pub path: String,
+    /// The query string (after `?`, without it; empty when there is none).
+    pub query: String,
+    /// Request headers in arrival order, names as sent (look up with [`Request::header`]).
+    pub headers: Vec<(String, String)>,
+    /// The address the request came from, when it came over a socket.
+    pub peer_addr: Option<SocketAddr>,
     /// The body bytes.
     pub body: Vec<u8>,
 }
@@ -27,12 +33,30 @@ pub struct Request {
 impl Request {
     /// A request of `method` on `path` (a query string is dropped) with `body`.
     pub fn new(method: &str, path: &str, body: impl Into<Vec<u8>>) -> Request {
-        let path = path.split(['?', '#']).next().unwrap_or("/");
+        let target = path.split('#').next().unwrap_or("/");
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         Request {
             method: method.to_ascii_uppercase(),
             path: path.to_owned(),
+            query: query.to_owned(),
+            headers: Vec::new(),
+            peer_addr: None,
             body: body.into(),
         }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Request {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The value of the first header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -189,7 +213,18 @@ fn worker(
         };
         let response = match read_body(&mut rq, max_body) {
             Ok(body) => {
-                let req = Request::new(rq.method().as_str(), rq.url(), body);
+                let mut req = Request::new(rq.method().as_str(), rq.url(), body);
+                req.headers = rq
+                    .headers()
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.field.as_str().as_str().to_owned(),
+                            h.value.as_str().to_owned(),
+                        )
+                    })
+                    .collect();
+                req.peer_addr = rq.remote_addr().copied();
                 // A panicking route must not take a worker down with it.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&req)))
                     .unwrap_or_else(|_| {
