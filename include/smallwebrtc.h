@@ -461,7 +461,7 @@ typedef struct SwrtcServerConfig {
    */
   uint32_t http_threads;
   /**
-   * The name in pc_ids ("<name>-<32 hex>"). NULL: "SmallWebRTCConnection".
+   * The name in pc_ids (`"<name>-<32 hex>"`). NULL: "SmallWebRTCConnection".
    */
   const char *pc_id_name;
   /**

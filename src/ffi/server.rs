@@ -46,7 +46,7 @@ pub struct SwrtcServerConfig {
     pub max_body: usize,
     /// HTTP worker threads (1..=256). Default 4.
     pub http_threads: u32,
-    /// The name in pc_ids ("<name>-<32 hex>"). NULL: "SmallWebRTCConnection".
+    /// The name in pc_ids (`"<name>-<32 hex>"`). NULL: "SmallWebRTCConnection".
     pub pc_id_name: *const c_char,
     /// Serve the built-in test page at "/". Default true.
     pub serve_page: bool,
