@@ -216,7 +216,7 @@ impl Session {
         }
         self.drain(now);
         self.after_mutation(now);
-        Ok(answer.to_sdp_string())
+        Ok(sdp::repeat_candidates(&answer.to_sdp_string()))
     }
 
     /// Adds a trickled remote candidate. An empty string (or `end-of-candidates`) ends them.

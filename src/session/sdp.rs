@@ -70,6 +70,54 @@ pub fn parse_offer(sdp: &str) -> Result<(SdpOffer, Vec<MediaLine>)> {
     Ok((offer, lines))
 }
 
+/// Repeats the ICE candidates of the first m-section that has any in every later m-section
+/// that has none. str0m writes them once, in the first section, which browsers read (all
+/// sections are bundled on one transport); aiortc reads those of the last section, so
+/// without the copies an aiortc client behind a NAT, which needs our candidates to send
+/// its checks, never connects. Pipecat's server repeats them the same way.
+pub fn repeat_candidates(sdp: &str) -> String {
+    let lines: Vec<&str> = sdp
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    // Sections: [start, end) ranges of m-sections.
+    let starts: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("m="))
+        .map(|(i, _)| i)
+        .collect();
+    let section = |k: usize| starts[k]..starts.get(k + 1).copied().unwrap_or(lines.len());
+    let is_cand = |l: &&str| l.starts_with("a=candidate:") || *l == "a=end-of-candidates";
+    let source: Vec<&str> = (0..starts.len())
+        .map(|k| {
+            lines[section(k)]
+                .iter()
+                .copied()
+                .filter(is_cand)
+                .collect::<Vec<_>>()
+        })
+        .find(|c| !c.is_empty())
+        .unwrap_or_default();
+    let mut out = String::with_capacity(sdp.len() + source.len() * 80 * starts.len());
+    let mut push = |l: &str| {
+        out.push_str(l);
+        out.push_str("\r\n");
+    };
+    lines[..starts.first().copied().unwrap_or(lines.len())]
+        .iter()
+        .for_each(|l| push(l));
+    for k in 0..starts.len() {
+        let body = &lines[section(k)];
+        body.iter().for_each(|l| push(l));
+        if !body.iter().any(is_cand) {
+            source.iter().for_each(|l| push(l));
+        }
+    }
+    out
+}
+
 /// The m-lines of an SDP text in order, with their mids.
 pub fn media_lines(sdp: &str) -> Vec<MediaLine> {
     let mut out: Vec<MediaLine> = Vec::new();
@@ -112,6 +160,30 @@ m=application 50712 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mi
         assert_eq!(lines[0].kind, LineKind::Audio);
         assert_eq!(lines[0].mid, "audio");
         assert_eq!(lines[1].kind, LineKind::Application);
+    }
+
+    #[test]
+    fn candidates_are_repeated_in_every_section() {
+        let answer = "v=0\r\ns=-\r\na=group:BUNDLE 0 1 2\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+a=candidate:1 1 udp 2130706175 10.0.0.2 5000 typ host\r\n\
+a=candidate:2 1 udp 1694498815 203.0.113.9 40000 typ srflx raddr 10.0.0.2 rport 5000\r\n\
+a=end-of-candidates\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n\
+m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
+        let out = repeat_candidates(answer);
+        let sections: Vec<&str> = out.split("m=").skip(1).collect();
+        assert_eq!(sections.len(), 3);
+        for s in &sections {
+            assert_eq!(s.matches("a=candidate:").count(), 2, "{s}");
+            assert_eq!(s.matches("a=end-of-candidates").count(), 1, "{s}");
+        }
+        assert!(out.starts_with("v=0\r\ns=-\r\na=group:BUNDLE 0 1 2\r\nm=audio"));
+        // Idempotent, and an answer without candidates is left as it was.
+        assert_eq!(repeat_candidates(&out), out);
+        let bare = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\n";
+        assert_eq!(repeat_candidates(bare), bare);
+        assert_eq!(repeat_candidates(""), "");
     }
 
     #[test]

@@ -74,6 +74,15 @@ pub fn compact_answer(answer: &str, offer: &str, host: Option<IpAddr>) -> Result
     if joined_len(&kept) > budget {
         kept.retain(|l| !l.starts_with("a=extmap:") && !l.starts_with("a=rtcp-fb:"));
     }
+    if joined_len(&kept) > budget {
+        // The copies of the candidates in later m-sections are for clients that read
+        // another section than the first; libpeer reads them wherever they are.
+        let mut section = 0;
+        kept.retain(|l| {
+            section += usize::from(l.starts_with("m="));
+            section <= 1 || !(l.starts_with("a=candidate:") || l == "a=end-of-candidates")
+        });
+    }
     let len = joined_len(&kept);
     if len > budget {
         return Err(Error::internal(format!(

@@ -279,10 +279,12 @@ impl AiortcPeer {
             .to_owned()
     }
 
-    /// Applies the server's answer; panics if aiortc rejects it.
-    pub fn answer(&mut self, sdp: &str) {
+    /// Applies the server's answer; panics if aiortc rejects it. Returns how many remote
+    /// candidates aiortc took from it for the data channel's ICE transport.
+    pub fn answer(&mut self, sdp: &str) -> u64 {
         self.send(json!({"cmd": "answer", "sdp": sdp}));
-        self.wait_reply("answer", "answered", DEFAULT_DEADLINE);
+        let ev = self.wait_reply("answer", "answered", DEFAULT_DEADLINE);
+        ev["remote_candidates"].as_u64().unwrap_or(0)
     }
 
     /// Sends a text message on the data channel; panics if it is not open.

@@ -35,7 +35,9 @@ Commands (unknown fields are ignored):
       "balanced"; aiortc's balanced policy gives the second video transceiver
       the first one's transport, which BUNDLE then discards, so the screen
       track never starts sending).
-  {"cmd":"answer","sdp":...}   -> {"event":"answered"}
+  {"cmd":"answer","sdp":...}   -> {"event":"answered","remote_candidates":N}
+      N: the remote candidates aiortc took from the answer for the data
+      channel's ICE transport.
   {"cmd":"renegotiate"}        -> {"event":"offer","sdp":...,"pc":G} (same pc)
   {"cmd":"send","text":...}    -> {"event":"sent"} (error event if not open)
   {"cmd":"set_tone","hz":440, "dbfs":-20} -> {"event":"tone_set"}
@@ -595,7 +597,10 @@ class Peer:
         if not isinstance(sdp, str):
             raise ValueError("answer needs an 'sdp' string")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        emit("answered")
+        # The candidates aiortc took from the answer for the transport the data channel
+        # runs on (aiortc reads those of the last bundled m-section).
+        ice = self.pc.sctp.transport.transport if self.pc.sctp else None
+        emit("answered", remote_candidates=len(ice.getRemoteCandidates()) if ice else 0)
 
     async def cmd_send(self, cmd: dict) -> None:
         ch = self.channel
