@@ -233,6 +233,12 @@ impl Session {
                 "the candidate is over 1024 bytes",
             ));
         }
+        if is_mdns_candidate(text) {
+            // Chromium hides private addresses behind `<uuid>.local` names; we do not resolve
+            // them. The client's first check teaches us its address (peer-reflexive).
+            debug!("mDNS candidate skipped (learned from the client's checks): {text}");
+            return Ok(());
+        }
         let parsed = Candidate::from_sdp_string(text)
             .or_else(|_| Candidate::from_sdp_string(&format!("candidate:{text}")))
             .map_err(|e| {
@@ -642,3 +648,12 @@ impl Session {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether a candidate's connection address is an mDNS name (`<uuid>.local`), which str0m
+/// cannot parse: `[candidate:]foundation component transport priority address port ...`.
+fn is_mdns_candidate(text: &str) -> bool {
+    let text = text.strip_prefix("candidate:").unwrap_or(text);
+    text.split_ascii_whitespace()
+        .nth(4)
+        .is_some_and(|addr| addr.to_ascii_lowercase().ends_with(".local"))
+}

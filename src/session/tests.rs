@@ -34,6 +34,15 @@ fn crypto() -> Arc<str0m::config::CryptoProvider> {
 
 impl Pair {
     fn new(with_channel: bool, cfg: SessionConfig) -> Pair {
+        Pair::with_offer_edit(with_channel, cfg, |o| o)
+    }
+
+    /// Like `new`, with the offer's text passed through `edit` before the server sees it.
+    fn with_offer_edit(
+        with_channel: bool,
+        cfg: SessionConfig,
+        edit: impl Fn(String) -> String,
+    ) -> Pair {
         let now = Instant::now();
         let server_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let client_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
@@ -66,7 +75,7 @@ impl Pair {
         };
         let answer = pair
             .server
-            .accept_offer(&offer.to_sdp_string(), now)
+            .accept_offer(&edit(offer.to_sdp_string()), now)
             .unwrap();
         let answer = SdpAnswer::from_sdp_string(&answer).unwrap();
         pair.client
@@ -437,5 +446,34 @@ fn garbage_datagrams_are_counted_and_ignored() {
         p.server.handle_datagram(now, src, dst, &data);
     }
     assert!(p.server.stats().datagrams_dropped + p.server.stats().input_errors >= 1);
+    p.connected_and_open();
+}
+
+#[test]
+fn mdns_candidates_are_accepted_and_the_peer_is_learned_from_its_checks() {
+    // Chromium hides private addresses behind `<uuid>.local` names. We cannot resolve them;
+    // the client's first check teaches us its address (peer-reflexive) instead.
+    let mdns = "candidate:1 1 udp 2122260223 4f3c2a1b-9d8e-4c7b-a6f5-1e2d3c4b5a69.local 54321 typ host generation 0";
+    let mut p = Pair::with_offer_edit(true, SessionConfig::default(), |offer| {
+        let lines: Vec<String> = offer
+            .split("\r\n")
+            .map(|l| {
+                if l.starts_with("a=candidate:") {
+                    format!("a={mdns}")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect();
+        assert!(lines.iter().any(|l| l.contains(".local")));
+        lines.join("\r\n")
+    });
+    let now = p.now;
+    p.server
+        .add_remote_candidate(mdns, now)
+        .expect("an mDNS candidate is not an error");
+    p.server
+        .add_remote_candidate(&format!("a={mdns}"), now)
+        .unwrap();
     p.connected_and_open();
 }
