@@ -67,7 +67,7 @@ impl Peer {
             .collect::<Vec<_>>();
 
         let inner = &runtime.inner;
-        let mut rtc = RtcConfig::new()
+        let mut rtc_cfg = RtcConfig::new()
             .set_crypto_provider(inner.crypto.clone())
             .set_dtls_cert(inner.cert.clone())
             // Audio gaps are concealed by our decoder; str0m's hold-back adds standing delay.
@@ -76,8 +76,9 @@ impl Peer {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(now);
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        crate::session::pace_consent_checks(&mut rtc_cfg);
+        let mut rtc = rtc_cfg.build(now);
         for c in candidates {
             rtc.add_local_candidate(c);
         }
