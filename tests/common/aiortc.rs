@@ -87,12 +87,26 @@ fn abbreviate(v: &Value) -> String {
 impl AiortcPeer {
     /// Starts `python tests/peers/aiortc_peer.py` in the repository root.
     pub fn spawn() -> AiortcPeer {
-        Self::spawn_with(&python_path(), &repo_root())
+        Self::spawn_with(&python_path(), &repo_root(), None)
     }
 
-    fn spawn_with(python: &Path, root: &Path) -> AiortcPeer {
+    /// Starts the peer inside network namespace `netns` (`ip netns exec`, which execs
+    /// Python in place, so [`AiortcPeer::pid`] is still Python's).
+    pub fn spawn_in_netns(netns: &str) -> AiortcPeer {
+        Self::spawn_with(&python_path(), &repo_root(), Some(netns))
+    }
+
+    fn spawn_with(python: &Path, root: &Path, netns: Option<&str>) -> AiortcPeer {
         let script = root.join("tests").join("peers").join("aiortc_peer.py");
-        let mut child = Command::new(python)
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(python);
+                c
+            }
+            None => Command::new(python),
+        };
+        let mut child = cmd
             .arg(&script)
             .current_dir(root)
             .env("PYTHONUNBUFFERED", "1")

@@ -118,6 +118,8 @@ pub struct ClientOptions {
     pub tone_hz: f32,
     /// Seed of the loss LCG.
     pub loss_seed: u64,
+    /// Address the client's socket binds (port chosen by the OS).
+    pub bind_ip: std::net::IpAddr,
 }
 
 impl Default for ClientOptions {
@@ -132,6 +134,7 @@ impl Default for ClientOptions {
             loss_percent: 0.0,
             tone_hz: 1000.0,
             loss_seed: 0x5eed_1234_abcd_0001,
+            bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         }
     }
 }
@@ -244,7 +247,8 @@ fn crypto() -> Arc<CryptoProvider> {
 
 impl TestClient {
     pub fn new(opts: ClientOptions) -> TestClient {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind client UDP socket");
+        let socket =
+            UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).expect("bind client UDP socket");
         let local_addr = socket.local_addr().expect("client local addr");
         let waker = UdpSocket::bind("127.0.0.1:0").expect("bind waker socket");
         let wake_addr = waker.local_addr().expect("waker addr");
