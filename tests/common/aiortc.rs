@@ -339,6 +339,12 @@ impl AiortcPeer {
         self.wait_reply("video_pause", "video_paused", DEFAULT_DEADLINE)
     }
 
+    /// The "swrtc" camera track sends `width`×`height` frames from now on.
+    pub fn video_resize(&mut self, width: u32, height: u32) -> Value {
+        self.send(json!({"cmd": "video_resize", "size": [width, height]}));
+        self.wait_reply("video_resize", "video_resized", DEFAULT_DEADLINE)
+    }
+
     /// The negotiated codecs (MIME types, the one sent first) of each
     /// transceiver, in m-line order.
     pub fn sender_codecs(&mut self) -> Vec<Vec<String>> {
