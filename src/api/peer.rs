@@ -437,8 +437,8 @@ impl Peer {
 
     /// Sends a packed RGB24 frame (`stride` 0: `width * 3`) of any even size, or of the
     /// configured `video_out_width` × `video_out_height` when the config pins one. A new
-    /// size restarts the encoder; its first frame is a keyframe. Encoded on a worker in the negotiated codec; if the
-    /// encoder is busy, the newest frame wins. Errors: `InvalidArgument` (size, stride,
+    /// size restarts the encoder; its first frame is a keyframe. Encoded on a worker in the
+    /// negotiated codec; if the encoder is busy, the newest frame wins. Errors: `InvalidArgument` (size, stride,
     /// short buffer, video out disabled), `Closed`.
     pub fn write_video(&self, rgb: &[u8], width: u32, height: u32, stride: usize) -> Result<()> {
         if self.shared.closed.load(Ordering::Acquire) {

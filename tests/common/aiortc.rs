@@ -339,6 +339,13 @@ impl AiortcPeer {
         self.wait_reply("video_pause", "video_paused", DEFAULT_DEADLINE)
     }
 
+    /// `{"rtts_ms":[...],"bursts_sent":N,"onsets":M,"unmatched":K}` of the "bursts" offer
+    /// option (see tests/peers/aiortc_peer.py); `reset` clears the list after answering.
+    pub fn latency(&mut self, reset: bool) -> Value {
+        self.send(json!({"cmd": "latency", "reset": reset}));
+        self.wait_reply("latency", "latency", DEFAULT_DEADLINE)
+    }
+
     /// The "swrtc" camera track sends `width`×`height` frames from now on.
     pub fn video_resize(&mut self, width: u32, height: u32) -> Value {
         self.send(json!({"cmd": "video_resize", "size": [width, height]}));
