@@ -161,7 +161,7 @@ fn video_at_720p(codec: &str) {
             assert_eq!((f.width, f.height), (1280, 720));
             frames_in += 1;
         }
-        if i % 15 == 0 {
+        if i.is_multiple_of(15) {
             let st = client.video_stats();
             if frames_in >= 20 && st["frames"].as_u64().unwrap_or(0) >= 20 {
                 assert_eq!(
