@@ -22,6 +22,10 @@ pub const QUIET_WINDOW: Duration = Duration::from_secs(4);
 /// retransmission time; its default, 3 s, let a vanished client linger 22 s).
 pub const CONSENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// STUN retries before ICE gives a pair up: with checks every second, about 20 s, as with
+/// str0m's defaults (9 retries, 3 s apart at most).
+pub const CONSENT_RETRIES: usize = 20;
+
 /// A peer whose transport stays disconnected this long is reported failed and closed.
 pub const DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -163,6 +163,10 @@ pub struct Session {
 /// a live client answers every check.
 pub fn pace_consent_checks(cfg: &mut str0m::RtcConfig) {
     cfg.set_max_stun_rto(crate::limits::CONSENT_CHECK_INTERVAL);
+    // More, shorter retries keep ICE's own give-up time where it was (about 20 s): a
+    // client slow to answer (a busy machine) must not lose its pair, only a silent one
+    // is reported, by our own liveness.
+    cfg.set_max_stun_retransmits(crate::limits::CONSENT_RETRIES);
 }
 
 impl Session {
