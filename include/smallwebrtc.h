@@ -283,11 +283,12 @@ typedef struct SwrtcPeerConfig {
    */
   bool opus_fec;
   /**
-   * Width of written video. Default 640.
+   * Width of written video. Default 0 (with height 0): any even size, following the
+   * frames written (a new size restarts the encoder with a keyframe); non-zero pins it.
    */
   uint32_t video_out_width;
   /**
-   * Height of written video. Default 480.
+   * Height of written video. Default 0 (follow the frames, see `video_out_width`).
    */
   uint32_t video_out_height;
   /**
@@ -994,8 +995,9 @@ enum SwrtcResult swrtc_peer_snapshot(const struct SwrtcPeer *peer,
 void swrtc_video_frame_clear(struct SwrtcVideoFrame *f);
 
 /**
- * Sends one RGB24 frame of the configured `video_out_width` × `video_out_height`: `height`
- * rows of `stride` bytes (0: `width * 3`), `len` bytes in all. Copied; encoded on a worker
+ * Sends one RGB24 frame of any even size (or of the configured `video_out_width` ×
+ * `video_out_height` when the config pins one; a new size restarts the encoder with a
+ * keyframe): `height` rows of `stride` bytes (0: `width * 3`), `len` bytes in all. Copied; encoded on a worker
  * in the negotiated codec (VP8 or H.264); the newest frame wins if the encoder is busy.
  *
  * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL, wrong size or stride, short buffer, video

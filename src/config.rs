@@ -37,9 +37,11 @@ pub struct PeerConfig {
     pub opus_complexity: u32,
     /// Opus in-band forward error correction in what we send. Default on.
     pub opus_fec: bool,
-    /// Width of the video the app writes.
+    /// Width of the video the app writes. 0 (with height 0, the default): any even size,
+    /// following the frames written (a new size restarts the encoder with a keyframe).
+    /// Non-zero pins the size: frames of another size are refused.
     pub video_out_width: u32,
-    /// Height of the video the app writes.
+    /// Height of the video the app writes (0: follow the frames, see `video_out_width`).
     pub video_out_height: u32,
     /// Frame rate of the video the app writes.
     pub video_out_framerate: u32,
@@ -78,8 +80,8 @@ impl Default for PeerConfig {
             opus_bitrate: 32_000,
             opus_complexity: 5,
             opus_fec: true,
-            video_out_width: 640,
-            video_out_height: 480,
+            video_out_width: 0,
+            video_out_height: 0,
             video_out_framerate: 30,
             video_out_bitrate: 1_000_000,
             bind_ip: None,

@@ -13,6 +13,19 @@ pub const CONNECTING_TIMEOUT: Duration = Duration::from_secs(60);
 /// The client counts as alive while a `ping` arrived within this window (Pipecat's value).
 pub const PING_WINDOW: Duration = Duration::from_secs(3);
 
+/// The client counts as gone when nothing at all arrived from it this long, pinging or not.
+/// We check its consent every [`CONSENT_CHECK_INTERVAL`], so a live client, even idle and
+/// silent, answers several times within this window; a lost answer or two is tolerated.
+pub const QUIET_WINDOW: Duration = Duration::from_secs(4);
+
+/// How often our ICE agent checks the nominated pair once connected (str0m's maximum STUN
+/// retransmission time; its default, 3 s, let a vanished client linger 22 s).
+pub const CONSENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// STUN retries before ICE gives a pair up: with checks every second, about 20 s, as with
+/// str0m's defaults (9 retries, 3 s apart at most).
+pub const CONSENT_RETRIES: usize = 20;
+
 /// A peer whose transport stays disconnected this long is reported failed and closed.
 pub const DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(30);
 

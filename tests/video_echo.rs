@@ -89,20 +89,41 @@ fn camera_is_decoded_and_echoed_back_to_aiortc() {
 
 #[test]
 fn wrong_frame_sizes_are_rejected() {
-    let peer = Peer::new(cfg(), None).unwrap();
+    // A pinned size refuses every other.
+    let pinned = Peer::new(
+        PeerConfig {
+            video_out_width: 640,
+            video_out_height: 480,
+            ..cfg()
+        },
+        None,
+    )
+    .unwrap();
     let ok = vec![0u8; 640 * 480 * 3];
     for (w, h, stride, len, what) in [
         (320, 240, 0, 320 * 240 * 3, "size"),
         (640, 480, 100, ok.len(), "stride"),
         (640, 480, 0, ok.len() - 1, "short"),
     ] {
-        let e = peer.write_video(&ok[..len], w, h, stride).unwrap_err();
+        let e = pinned.write_video(&ok[..len], w, h, stride).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{what}: {e}");
     }
-    peer.write_video(&ok, 640, 480, 0).unwrap();
+    pinned.write_video(&ok, 640, 480, 0).unwrap();
+    // Unpinned (the default): any even size, nothing odd, empty or too large.
+    let free = Peer::new(cfg(), None).unwrap();
+    for (w, h) in [(640, 480), (320, 240), (1280, 720), (2, 2)] {
+        let rgb = vec![0u8; (w * h * 3) as usize];
+        free.write_video(&rgb, w, h, 0).unwrap();
+    }
+    for (w, h) in [(321, 240), (320, 239), (0, 240), (4000, 2000)] {
+        let rgb = vec![0u8; (w.max(1) * h.max(1) * 3) as usize];
+        let e = free.write_video(&rgb, w, h, 0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{w}x{h}: {e}");
+    }
     let e = Peer::new(
         PeerConfig {
             video_out_width: 641,
+            video_out_height: 480,
             ..cfg()
         },
         None,

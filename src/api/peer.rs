@@ -67,7 +67,7 @@ impl Peer {
             .collect::<Vec<_>>();
 
         let inner = &runtime.inner;
-        let mut rtc = RtcConfig::new()
+        let mut rtc_cfg = RtcConfig::new()
             .set_crypto_provider(inner.crypto.clone())
             .set_dtls_cert(inner.cert.clone())
             // Audio gaps are concealed by our decoder; str0m's hold-back adds standing delay.
@@ -76,8 +76,9 @@ impl Peer {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(now);
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        crate::session::pace_consent_checks(&mut rtc_cfg);
+        let mut rtc = rtc_cfg.build(now);
         for c in candidates {
             rtc.add_local_candidate(c);
         }
@@ -434,9 +435,10 @@ impl Peer {
         Ok(())
     }
 
-    /// Sends a packed RGB24 frame of the configured `video_out_width` × `video_out_height`
-    /// (`stride` 0: `width * 3`). Encoded on a worker in the negotiated codec; if the
-    /// encoder is busy, the newest frame wins. Errors: `InvalidArgument` (size, stride,
+    /// Sends a packed RGB24 frame (`stride` 0: `width * 3`) of any even size, or of the
+    /// configured `video_out_width` × `video_out_height` when the config pins one. A new
+    /// size restarts the encoder; its first frame is a keyframe. Encoded on a worker in the
+    /// negotiated codec; if the encoder is busy, the newest frame wins. Errors: `InvalidArgument` (size, stride,
     /// short buffer, video out disabled), `Closed`.
     pub fn write_video(&self, rgb: &[u8], width: u32, height: u32, stride: usize) -> Result<()> {
         if self.shared.closed.load(Ordering::Acquire) {

@@ -92,9 +92,10 @@ pub struct SwrtcPeerConfig {
     pub opus_complexity: u32,
     /// Opus in-band FEC in what we send. Default true.
     pub opus_fec: bool,
-    /// Width of written video. Default 640.
+    /// Width of written video. Default 0 (with height 0): any even size, following the
+    /// frames written (a new size restarts the encoder with a keyframe); non-zero pins it.
     pub video_out_width: u32,
-    /// Height of written video. Default 480.
+    /// Height of written video. Default 0 (follow the frames, see `video_out_width`).
     pub video_out_height: u32,
     /// Frame rate of written video. Default 30.
     pub video_out_framerate: u32,

@@ -183,8 +183,9 @@ pub unsafe extern "C" fn swrtc_video_frame_clear(f: *mut SwrtcVideoFrame) {
     });
 }
 
-/// Sends one RGB24 frame of the configured `video_out_width` × `video_out_height`: `height`
-/// rows of `stride` bytes (0: `width * 3`), `len` bytes in all. Copied; encoded on a worker
+/// Sends one RGB24 frame of any even size (or of the configured `video_out_width` ×
+/// `video_out_height` when the config pins one; a new size restarts the encoder with a
+/// keyframe): `height` rows of `stride` bytes (0: `width * 3`), `len` bytes in all. Copied; encoded on a worker
 /// in the negotiated codec (VP8 or H.264); the newest frame wins if the encoder is busy.
 ///
 /// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL, wrong size or stride, short buffer, video

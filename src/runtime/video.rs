@@ -183,16 +183,24 @@ struct OutState {
     work: Vec<u8>,
 }
 
+#[derive(Default)]
+struct Pending {
+    rgb: Vec<u8>,
+    width: u32,
+    height: u32,
+    full: bool,
+}
+
 /// The encode pipe of the video we send.
 pub(crate) struct VideoOut {
     peer_id: u64,
     io: IoHandle,
-    width: u32,
-    height: u32,
+    /// The size the app pinned in its config; `None` follows the frames it writes.
+    pinned: Option<(u32, u32)>,
     framerate: u32,
     bitrate: u32,
-    /// The newest frame the app wrote, not yet encoded (latest wins).
-    pending: Mutex<(Vec<u8>, bool)>,
+    /// The newest frame the app wrote, not yet encoded (latest wins), and its size.
+    pending: Mutex<Pending>,
     state: Mutex<OutState>,
     scheduled: AtomicBool,
     codec: AtomicU8,
@@ -204,17 +212,21 @@ pub(crate) struct VideoOut {
 
 impl VideoOut {
     pub fn new(cfg: &PeerConfig, peer_id: u64, io: IoHandle) -> Result<Arc<VideoOut>> {
-        // Validate the size once, up front, with the encoder's own rules.
-        VideoEncoderConfig::new(VideoCodec::Vp8, cfg.video_out_width, cfg.video_out_height)
-            .validate()?;
+        let pinned = match (cfg.video_out_width, cfg.video_out_height) {
+            (0, 0) => None,
+            (w, h) => {
+                // Validate a pinned size once, up front, with the encoder's own rules.
+                VideoEncoderConfig::new(VideoCodec::Vp8, w, h).validate()?;
+                Some((w, h))
+            }
+        };
         Ok(Arc::new(VideoOut {
             peer_id,
             io,
-            width: cfg.video_out_width,
-            height: cfg.video_out_height,
+            pinned,
             framerate: cfg.video_out_framerate.max(1),
             bitrate: cfg.video_out_bitrate,
-            pending: Mutex::new((Vec::new(), false)),
+            pending: Mutex::new(Pending::default()),
             state: Mutex::new(OutState {
                 encoder: None,
                 encoded: EncodedFrame::default(),
@@ -246,7 +258,8 @@ impl VideoOut {
         self.force_keyframe.store(true, Ordering::Release);
     }
 
-    /// App: a packed RGB24 frame of the configured size; `stride` 0 means `width * 3`.
+    /// App: a packed RGB24 frame (of the pinned size, if the config pins one; else any
+    /// even size); `stride` 0 means `width * 3`.
     pub fn write(
         self: &Arc<Self>,
         rgb: &[u8],
@@ -255,11 +268,15 @@ impl VideoOut {
         stride: usize,
         workers: &Workers,
     ) -> Result<()> {
-        if width != self.width || height != self.height {
-            return Err(Error::invalid(format!(
-                "frame is {width}x{height}; this peer sends {}x{} (video_out_width/height)",
-                self.width, self.height
-            )));
+        match self.pinned {
+            Some((w, h)) if (w, h) != (width, height) => {
+                return Err(Error::invalid(format!(
+                    "frame is {width}x{height}; this peer sends {w}x{h} (video_out_width/height)"
+                )));
+            }
+            Some(_) => {}
+            // Any size the encoders take; a new one reconfigures the encoder (see `run`).
+            None => VideoEncoderConfig::new(VideoCodec::Vp8, width, height).validate()?,
         }
         let row = width as usize * 3;
         let stride = if stride == 0 { row } else { stride };
@@ -277,14 +294,14 @@ impl VideoOut {
         }
         {
             let mut p = self.pending.lock();
-            if p.1 {
+            if p.full {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
-            p.0.clear();
+            p.rgb.clear();
             for y in 0..height as usize {
-                p.0.extend_from_slice(&rgb[y * stride..y * stride + row]);
+                p.rgb.extend_from_slice(&rgb[y * stride..y * stride + row]);
             }
-            p.1 = true;
+            (p.width, p.height, p.full) = (width, height, true);
         }
         if !self.scheduled.swap(true, Ordering::AcqRel)
             && !workers.submit(Job::VideoOut(self.clone()))
@@ -298,14 +315,15 @@ impl VideoOut {
     pub fn run(&self) {
         self.scheduled.store(false, Ordering::Release);
         let mut st = self.state.lock();
-        {
+        let (width, height) = {
             let mut p = self.pending.lock();
-            if !p.1 {
+            if !p.full {
                 return;
             }
-            std::mem::swap(&mut p.0, &mut st.work);
-            p.1 = false;
-        }
+            std::mem::swap(&mut p.rgb, &mut st.work);
+            p.full = false;
+            (p.width, p.height)
+        };
         let (codec, str0m_codec) = match self.codec.load(Ordering::Acquire) {
             CODEC_VP8 => (VideoCodec::Vp8, str0m::format::Codec::Vp8),
             CODEC_H264 => (VideoCodec::H264, str0m::format::Codec::H264),
@@ -319,8 +337,18 @@ impl VideoOut {
             encoded,
             work,
         } = &mut *st;
-        if encoder.as_ref().map(|e| e.config().codec) != Some(codec) {
-            let mut c = VideoEncoderConfig::new(codec, self.width, self.height);
+        // A new codec or a new frame size: a new encoder, which starts with a keyframe.
+        let want = (codec, width, height);
+        if encoder
+            .as_ref()
+            .map(|e| (e.config().codec, e.config().width, e.config().height))
+            != Some(want)
+        {
+            if encoder.is_some() {
+                debug!("video out now {codec:?} {width}x{height}: new encoder");
+            }
+            self.force_keyframe.store(true, Ordering::Release);
+            let mut c = VideoEncoderConfig::new(codec, width, height);
             c.framerate = self.framerate;
             c.bitrate = self.bitrate;
             match VideoEncoder::new(c) {
@@ -337,7 +365,7 @@ impl VideoOut {
             enc.force_keyframe();
         }
         let pts = (self.start.elapsed().as_micros() as u64) * 9 / 100;
-        let image = RgbImage::packed(work, self.width, self.height);
+        let image = RgbImage::packed(work, width, height);
         match enc.encode(&image, pts, encoded) {
             Ok(true) => {
                 let data = std::mem::take(&mut encoded.data);

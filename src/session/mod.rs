@@ -158,6 +158,17 @@ pub struct Session {
     stats: SessionStats,
 }
 
+/// Paces our ICE consent checks so a vanished client is noticed within
+/// [`limits::QUIET_WINDOW`] even when it sends nothing of its own (no pings, no media):
+/// a live client answers every check.
+pub fn pace_consent_checks(cfg: &mut str0m::RtcConfig) {
+    cfg.set_max_stun_rto(crate::limits::CONSENT_CHECK_INTERVAL);
+    // More, shorter retries keep ICE's own give-up time where it was (about 20 s): a
+    // client slow to answer (a busy machine) must not lose its pair, only a silent one
+    // is reported, by our own liveness.
+    cfg.set_max_stun_retransmits(crate::limits::CONSENT_RETRIES);
+}
+
 impl Session {
     /// A session around a configured `Rtc` that already holds its local candidates.
     pub fn new(rtc: Rtc, cfg: SessionConfig, now: Instant) -> Session {
@@ -284,6 +295,7 @@ impl Session {
             return;
         }
         self.stats.datagrams_in += 1;
+        self.life.heard(now);
         if let Err(e) = self.rtc.handle_input(input) {
             self.stats.input_errors += 1;
             debug!("datagram from {source} rejected: {e}");

@@ -15,7 +15,8 @@ pub enum PeerState {
     Connecting,
     /// Transport up, client alive, app ready.
     Connected,
-    /// Transport lost, or no ping for 3 s; may come back.
+    /// Transport lost, nothing heard from the client for 4 s, or no ping for 3 s; may
+    /// come back.
     Disconnected,
     /// Gave up (connect timeout, disconnected too long, transport error). Closed follows.
     Failed,
@@ -39,6 +40,9 @@ pub(crate) struct Lifecycle {
     transport_up: bool,
     last_ping: Option<Instant>,
     ping_fresh: bool,
+    /// Last datagram str0m accepted from the client (any kind: media, STUN, DTLS).
+    last_heard: Option<Instant>,
+    heard_fresh: bool,
     down_since: Option<Instant>,
     channel_wait_over: bool,
     app_connects: u32,
@@ -58,6 +62,8 @@ impl Lifecycle {
             transport_up: false,
             last_ping: None,
             ping_fresh: true,
+            last_heard: None,
+            heard_fresh: true,
             down_since: None,
             channel_wait_over: false,
             app_connects: 0,
@@ -88,6 +94,12 @@ impl Lifecycle {
     pub fn ping(&mut self, now: Instant) {
         self.last_ping = Some(now);
         self.ping_fresh = true;
+    }
+
+    /// A datagram from the client arrived: it is there, whether or not it pings.
+    pub fn heard(&mut self, now: Instant) {
+        self.last_heard = Some(now);
+        self.heard_fresh = true;
     }
 
     pub fn app_connect(&mut self) {
@@ -138,7 +150,7 @@ impl Lifecycle {
     }
 
     fn alive(&self) -> bool {
-        self.transport_up && self.ping_fresh
+        self.transport_up && self.ping_fresh && self.heard_fresh
     }
 
     fn actual(&self) -> PeerState {
@@ -167,6 +179,9 @@ impl Lifecycle {
         }
         if let Some(t) = self.last_ping {
             self.ping_fresh = now < t + limits::PING_WINDOW;
+        }
+        if let Some(t) = self.last_heard {
+            self.heard_fresh = now < t + limits::QUIET_WINDOW;
         }
         if !self.channel_wait_over {
             self.channel_wait_over = self.channel_wait_over(now);
@@ -234,6 +249,9 @@ impl Lifecycle {
                 }
                 if self.ping_fresh {
                     consider(self.last_ping.map(|t| t + limits::PING_WINDOW));
+                }
+                if self.heard_fresh {
+                    consider(self.last_heard.map(|t| t + limits::QUIET_WINDOW));
                 }
                 consider(self.down_since.map(|t| t + limits::DISCONNECTED_TIMEOUT));
             }

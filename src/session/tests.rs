@@ -46,10 +46,11 @@ impl Pair {
         let now = Instant::now();
         let server_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let client_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
-        let mut rtc = RtcConfig::new()
+        let mut rtc_cfg = RtcConfig::new()
             .set_crypto_provider(crypto())
-            .set_reordering_size_audio(0)
-            .build(now);
+            .set_reordering_size_audio(0);
+        super::pace_consent_checks(&mut rtc_cfg);
+        let mut rtc = rtc_cfg.build(now);
         rtc.add_local_candidate(Candidate::host(server_addr, "udp").unwrap());
         let server = Session::new(rtc, cfg, now);
 
@@ -331,6 +332,33 @@ fn a_dead_network_fails_then_closes() {
         "{s:?}"
     );
     assert!(s.contains(&PeerState::Disconnected), "{s:?}");
+    assert!(p.server.is_finished());
+}
+
+/// A client that never pings and sends no media vanishes: noticed within 5 s from the
+/// silence alone, while the same client left alone (answering our consent checks) stays
+/// connected; after the disconnected timeout the peer fails and closes.
+#[test]
+fn a_silent_client_that_vanishes_is_disconnected_within_5_s() {
+    let mut p = Pair::new(true, SessionConfig::default());
+    p.connected_and_open();
+    let now = p.now;
+    p.server.connect(now).unwrap();
+    p.drive_until(20, |p| p.server.state() == PeerState::Connected);
+    // Idle but present: only ICE traffic, for longer than every window.
+    p.run_for(Duration::from_secs(12));
+    assert_eq!(p.server.state(), PeerState::Connected, "{:?}", p.states());
+    let cut_at = p.now;
+    p.cut = true;
+    p.drive_until(200, |p| p.server.state() == PeerState::Disconnected);
+    let took = p.now - cut_at;
+    assert!(took <= Duration::from_secs(5), "noticed after {took:?}");
+    p.run_for(limits::DISCONNECTED_TIMEOUT + Duration::from_secs(1));
+    let s = p.states();
+    assert!(
+        s.ends_with(&[PeerState::Failed, PeerState::Closed]),
+        "{s:?}"
+    );
     assert!(p.server.is_finished());
 }
 

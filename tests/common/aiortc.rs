@@ -87,12 +87,26 @@ fn abbreviate(v: &Value) -> String {
 impl AiortcPeer {
     /// Starts `python tests/peers/aiortc_peer.py` in the repository root.
     pub fn spawn() -> AiortcPeer {
-        Self::spawn_with(&python_path(), &repo_root())
+        Self::spawn_with(&python_path(), &repo_root(), None)
     }
 
-    fn spawn_with(python: &Path, root: &Path) -> AiortcPeer {
+    /// Starts the peer inside network namespace `netns` (`ip netns exec`, which execs
+    /// Python in place, so [`AiortcPeer::pid`] is still Python's).
+    pub fn spawn_in_netns(netns: &str) -> AiortcPeer {
+        Self::spawn_with(&python_path(), &repo_root(), Some(netns))
+    }
+
+    fn spawn_with(python: &Path, root: &Path, netns: Option<&str>) -> AiortcPeer {
         let script = root.join("tests").join("peers").join("aiortc_peer.py");
-        let mut child = Command::new(python)
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(python);
+                c
+            }
+            None => Command::new(python),
+        };
+        let mut child = cmd
             .arg(&script)
             .current_dir(root)
             .env("PYTHONUNBUFFERED", "1")
@@ -325,6 +339,19 @@ impl AiortcPeer {
     pub fn video_pause(&mut self, paused: bool) -> Value {
         self.send(json!({"cmd": "video_pause", "paused": paused}));
         self.wait_reply("video_pause", "video_paused", DEFAULT_DEADLINE)
+    }
+
+    /// `{"rtts_ms":[...],"bursts_sent":N,"onsets":M,"unmatched":K}` of the "bursts" offer
+    /// option (see tests/peers/aiortc_peer.py); `reset` clears the list after answering.
+    pub fn latency(&mut self, reset: bool) -> Value {
+        self.send(json!({"cmd": "latency", "reset": reset}));
+        self.wait_reply("latency", "latency", DEFAULT_DEADLINE)
+    }
+
+    /// The "swrtc" camera track sends `width`×`height` frames from now on.
+    pub fn video_resize(&mut self, width: u32, height: u32) -> Value {
+        self.send(json!({"cmd": "video_resize", "size": [width, height]}));
+        self.wait_reply("video_resize", "video_resized", DEFAULT_DEADLINE)
     }
 
     /// The negotiated codecs (MIME types, the one sent first) of each

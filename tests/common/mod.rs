@@ -1,5 +1,7 @@
 #![allow(dead_code)]
 pub mod aiortc;
 pub mod c_build;
+pub mod faults;
+pub mod impair;
 pub mod peers;
 pub mod str0m_client;

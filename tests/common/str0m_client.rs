@@ -118,6 +118,8 @@ pub struct ClientOptions {
     pub tone_hz: f32,
     /// Seed of the loss LCG.
     pub loss_seed: u64,
+    /// Address the client's socket binds (port chosen by the OS).
+    pub bind_ip: std::net::IpAddr,
 }
 
 impl Default for ClientOptions {
@@ -132,6 +134,7 @@ impl Default for ClientOptions {
             loss_percent: 0.0,
             tone_hz: 1000.0,
             loss_seed: 0x5eed_1234_abcd_0001,
+            bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         }
     }
 }
@@ -244,7 +247,8 @@ fn crypto() -> Arc<CryptoProvider> {
 
 impl TestClient {
     pub fn new(opts: ClientOptions) -> TestClient {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind client UDP socket");
+        let socket =
+            UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).expect("bind client UDP socket");
         let local_addr = socket.local_addr().expect("client local addr");
         let waker = UdpSocket::bind("127.0.0.1:0").expect("bind waker socket");
         let wake_addr = waker.local_addr().expect("waker addr");
@@ -568,9 +572,17 @@ impl Worker {
                 self.emit(ClientEvent::Disconnected);
             }
 
+            if !self.out_queue.is_empty() && self.channel_open {
+                self.flush_out_queue();
+                timeout = self.drain();
+            }
             let mut wake_at = timeout;
             if let Some(p) = self.next_ping {
                 wake_at = wake_at.min(p);
+            }
+            if !self.out_queue.is_empty() {
+                // Retry soon: the channel's buffer drains as SCTP sends.
+                wake_at = wake_at.min(Instant::now() + Duration::from_millis(5));
             }
             let wait = wake_at
                 .saturating_duration_since(Instant::now())
@@ -676,9 +688,7 @@ impl Worker {
                 if self.opts.track_status {
                     self.write_text(&track_status_json(0, true));
                 }
-                while let Some(m) = self.out_queue.pop_front() {
-                    self.write_text(&m);
-                }
+                self.flush_out_queue();
                 if self.opts.pings {
                     self.next_ping = Some(Instant::now() + PING_INTERVAL);
                 }
@@ -716,19 +726,29 @@ impl Worker {
     }
 
     /// Writes on our channel if open, else queues (mutation; caller drains).
+    /// Writes `text`, or queues it (in order) until the channel is open and its buffer
+    /// has room, as a browser's `send` does.
     fn write_text(&mut self, text: &str) {
+        self.out_queue.push_back(text.to_string());
+        self.flush_out_queue();
+    }
+
+    /// Writes queued messages while the channel takes them; the rest wait for the next
+    /// round of the loop.
+    fn flush_out_queue(&mut self) {
         let Some(cid) = self.cid.filter(|_| self.channel_open) else {
-            self.out_queue.push_back(text.to_string());
             return;
         };
-        let Some(mut ch) = self.rtc.channel(cid) else {
-            self.out_queue.push_back(text.to_string());
-            return;
-        };
-        match ch.write(false, text.as_bytes()) {
-            Ok(true) => inc(&self.stats.messages_sent),
-            Ok(false) => tracing::warn!("str0m client: channel buffer full, message dropped"),
-            Err(e) => tracing::warn!("str0m client: channel write: {e}"),
+        while let Some(m) = self.out_queue.front() {
+            let Some(mut ch) = self.rtc.channel(cid) else {
+                return;
+            };
+            match ch.write(false, m.as_bytes()) {
+                Ok(true) => inc(&self.stats.messages_sent),
+                Ok(false) => return, // buffer full: retried from the loop
+                Err(e) => tracing::warn!("str0m client: channel write: {e}"),
+            }
+            self.out_queue.pop_front();
         }
     }
 

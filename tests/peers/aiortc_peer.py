@@ -75,6 +75,10 @@ Commands (unknown fields are ignored):
                                    "camera":N,"screen":M}
       Stops (or resumes) producing frames on the "swrtc"/solid tracks; the
       counts are final while paused.
+  {"cmd":"video_resize","size":[w,h]} -> {"event":"video_resized","size":[w,h]}
+      The camera's "swrtc" track sends frames of the new size from its next frame
+      on (aiortc's encoder restarts at the new size, as a browser's does when it
+      changes camera resolution mid-call).
   {"cmd":"sender_codecs"}      -> {"event":"sender_codecs","transceivers":
                                    [{"mid","kind","codecs":[mime,...],
                                      "direction","current_direction"}]}
@@ -367,6 +371,11 @@ class PatternTrack(MediaStreamTrack):
         self._resumed = asyncio.Event()
         self._resumed.set()
 
+    def resize(self, width: int, height: int) -> None:
+        if self._solid is not None:
+            raise RuntimeError("only the 'swrtc' pattern can change size")
+        self.width, self.height = int(width), int(height)
+
     def set_paused(self, paused: bool) -> None:
         if paused:
             self._resumed.clear()
@@ -654,6 +663,13 @@ class Peer:
         for t in tracks:
             t.set_paused(paused)
         emit("video_paused", paused=paused, **self._sent_counts())
+
+    async def cmd_video_resize(self, cmd: dict) -> None:
+        if not isinstance(self.camera_track, PatternTrack):
+            raise RuntimeError("no resizable camera track (video_pattern 'swrtc')")
+        w, h = cmd["size"]
+        self.camera_track.resize(w, h)
+        emit("video_resized", size=[int(w), int(h)])
 
     async def cmd_sender_codecs(self, cmd: dict) -> None:
         if self.pc is None:
