@@ -192,6 +192,20 @@ typedef struct SwrtcAudioStats {
    * Output slots skipped after a stall (their audio dropped, so latency stays bounded).
    */
   uint64_t out_slots_skipped;
+  /**
+   * Mic packets that arrived after a newer one and still played in order (reordered on
+   * the path, or recovered from RED redundancy).
+   */
+  uint64_t in_packets_reordered;
+  /**
+   * Interarrival jitter of the mic packets (RFC 3550), in microseconds.
+   */
+  uint64_t in_jitter_us;
+  /**
+   * How long a gap in the mic packets is waited for before it is concealed, in ms
+   * (adapts to the measured jitter and reordering; 3 to 80 ms).
+   */
+  uint64_t in_reorder_wait_ms;
 } SwrtcAudioStats;
 
 /**

@@ -60,6 +60,8 @@ pub struct AudioPacket {
     pub rtp_time: u64,
     /// The Opus payload (shared with str0m, not copied).
     pub payload: Arc<[u8]>,
+    /// When the datagram carrying it was received (for the jitter and reorder wait).
+    pub arrival: Instant,
 }
 
 /// What the session tells the layer above.
@@ -591,6 +593,7 @@ impl Session {
                     seq: **m.seq_range.end(),
                     rtp_time: m.time.numer(),
                     payload: m.data,
+                    arrival: now,
                 }));
             }
             Event::MediaData(m) => self.handle_video(m, now),
