@@ -194,7 +194,7 @@ typedef struct SwrtcAudioStats {
   uint64_t out_slots_skipped;
   /**
    * Mic packets that arrived after a newer one and still played in order (reordered on
-   * the path, or recovered from RED redundancy).
+   * the path; RED-recovered packets come from the transport already in order).
    */
   uint64_t in_packets_reordered;
   /**
@@ -337,6 +337,11 @@ typedef struct SwrtcPeerConfig {
    * Deliver app messages before `swrtc_peer_connect`. Default false.
    */
   bool deliver_before_connect;
+  /**
+   * Send audio with RFC 2198 redundancy when the client offered RED (Chromium does);
+   * about twice the audio bitrate. Default false.
+   */
+  bool audio_out_red;
 } SwrtcPeerConfig;
 
 /**

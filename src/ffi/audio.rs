@@ -192,7 +192,7 @@ pub struct SwrtcAudioStats {
     /// Output slots skipped after a stall (their audio dropped, so latency stays bounded).
     pub out_slots_skipped: u64,
     /// Mic packets that arrived after a newer one and still played in order (reordered on
-    /// the path, or recovered from RED redundancy).
+    /// the path; RED-recovered packets come from the transport already in order).
     pub in_packets_reordered: u64,
     /// Interarrival jitter of the mic packets (RFC 3550), in microseconds.
     pub in_jitter_us: u64,

@@ -39,7 +39,7 @@ pub struct AudioStats {
     /// Frames recovered from in-band FEC.
     pub in_frames_fec: u64,
     /// Mic packets that arrived after a newer one and still played in order (reordered on
-    /// the path, or recovered from RED redundancy).
+    /// the path; RED-recovered packets come from the transport already in order).
     pub in_packets_reordered: u64,
     /// Interarrival jitter of the mic packets (RFC 3550), in µs.
     pub in_jitter_us: u64,

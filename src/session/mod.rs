@@ -38,6 +38,8 @@ pub struct SessionConfig {
     pub require_audio: bool,
     /// Send a `renegotiate` request after connect when the client has video tracks.
     pub renegotiate_for_video: bool,
+    /// Wrap our audio in RED when it was negotiated (received RED is always unwrapped).
+    pub audio_out_red: bool,
 }
 
 impl Default for SessionConfig {
@@ -47,6 +49,7 @@ impl Default for SessionConfig {
             deliver_before_connect: false,
             require_audio: true,
             renegotiate_for_video: false,
+            audio_out_red: false,
         }
     }
 }
@@ -208,6 +211,12 @@ impl Session {
         for (i, slot) in self.receiver_mids.iter_mut().enumerate() {
             *slot = media.get(i).map(|l| Mid::from(l.mid.as_str()));
         }
+        if let Some(mid) = self.receiver_mids[0] {
+            // str0m wraps every packet in RED once negotiated; ours only when asked to.
+            self.rtc
+                .direct_api()
+                .set_red_send(mid, self.cfg.audio_out_red);
+        }
         self.life.offer_accepted(now);
         // A (re)negotiated track starts with a keyframe request.
         self.need_keyframe = [true; 3];
@@ -218,7 +227,7 @@ impl Session {
         }
         self.drain(now);
         self.after_mutation(now);
-        Ok(answer.to_sdp_string())
+        Ok(sdp::prefer_red(&answer.to_sdp_string()))
     }
 
     /// Adds a trickled remote candidate. An empty string (or `end-of-candidates`) ends them.

@@ -48,8 +48,7 @@ pub struct ReceiverStats {
     pub decode_errors: u64,
     /// Jumps too large to conceal, after which decoding restarted at the new position.
     pub resyncs: u64,
-    /// Packets that arrived after a newer one and still filled their gap in time
-    /// (reordered on the path, or recovered from RED redundancy).
+    /// Packets that arrived after a newer one and still filled their gap in time.
     pub reordered: u64,
 }
 
@@ -410,8 +409,8 @@ impl AudioReceiver {
 
 #[cfg(test)]
 mod tests {
-    use super::super::opus::tests::{rms, sine, zero_cross_freq};
     use super::super::jitter::{MAX_WAIT, MIN_WAIT};
+    use super::super::opus::tests::{rms, sine, zero_cross_freq};
     use super::super::opus::{OpusEncoder, MAX_PACKET_BYTES};
     use super::*;
 
