@@ -161,8 +161,12 @@ impl AudioReceiver {
 
     /// When [`Self::poll`] next has work: the held gap's deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let wait = self.wait.wait();
-        self.held.values().next().map(|h| h.arrival + wait)
+        self.gap_opened().map(|at| at + self.wait.wait())
+    }
+
+    /// When the oldest open gap became visible: the first arrival among the held packets.
+    fn gap_opened(&self) -> Option<Instant> {
+        self.held.values().map(|h| h.arrival).min()
     }
 
     /// Declares lost every gap whose wait has run out by `now`, and emits what follows it.
@@ -235,10 +239,10 @@ impl AudioReceiver {
             return;
         }
         if seq == next {
-            if let Some(first) = self.held.values().next() {
+            if let Some(opened) = self.gap_opened() {
                 self.stats.reordered += 1;
-                let lateness = arrival.saturating_duration_since(first.arrival);
-                self.wait.on_reordered(lateness);
+                self.wait
+                    .on_reordered(arrival.saturating_duration_since(opened));
             }
             self.decode_in_order(seq, rtp_time, payload, out);
             self.drain_ready(out);
@@ -275,11 +279,11 @@ impl AudioReceiver {
             return;
         };
         let lost = first.saturating_sub(self.next_seq.unwrap_or(first));
-        if let (Some(next), Some(held)) = (self.next_seq, self.held.get(&first)) {
+        if let (Some(next), Some(opened)) = (self.next_seq, self.gap_opened()) {
             self.last_lost = Some(LostGap {
                 first: next,
                 end: first,
-                opened: held.arrival,
+                opened,
             });
         }
         if lost > 0 {
