@@ -192,6 +192,20 @@ typedef struct SwrtcAudioStats {
    * Output slots skipped after a stall (their audio dropped, so latency stays bounded).
    */
   uint64_t out_slots_skipped;
+  /**
+   * Mic packets that arrived after a newer one and still played in order (reordered on
+   * the path; RED-recovered packets come from the transport already in order).
+   */
+  uint64_t in_packets_reordered;
+  /**
+   * Interarrival jitter of the mic packets (RFC 3550), in microseconds.
+   */
+  uint64_t in_jitter_us;
+  /**
+   * How long a gap in the mic packets is waited for before it is concealed, in ms
+   * (adapts to the measured jitter and reordering; 3 to 80 ms).
+   */
+  uint64_t in_reorder_wait_ms;
 } SwrtcAudioStats;
 
 /**
@@ -324,6 +338,11 @@ typedef struct SwrtcPeerConfig {
    * Deliver app messages before `swrtc_peer_connect`. Default false.
    */
   bool deliver_before_connect;
+  /**
+   * Send audio with RFC 2198 redundancy when the client offered RED (Chromium does);
+   * about twice the audio bitrate. Default false.
+   */
+  bool audio_out_red;
 } SwrtcPeerConfig;
 
 /**

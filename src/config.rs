@@ -61,6 +61,11 @@ pub struct PeerConfig {
     /// Deliver inbound app messages as soon as they arrive, without waiting for `connect`.
     /// Off by default (DESIGN §2: held until the app is ready).
     pub deliver_before_connect: bool,
+    /// Send our audio with RFC 2198 redundancy (each packet also carries the previous one)
+    /// when the client offered `red/48000/2`, as Chromium does. Costs about twice the audio
+    /// bitrate; the client recovers a lost packet from the next one. Default off. (RED from
+    /// the client is always accepted.)
+    pub audio_out_red: bool,
 }
 
 impl Default for PeerConfig {
@@ -90,6 +95,7 @@ impl Default for PeerConfig {
             public_ip: None,
             connection_timeout: limits::CONNECTING_TIMEOUT,
             deliver_before_connect: false,
+            audio_out_red: false,
         }
     }
 }

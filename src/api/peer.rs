@@ -73,7 +73,8 @@ impl Peer {
             // Audio gaps are concealed by our decoder; str0m's hold-back adds standing delay.
             .set_reordering_size_audio(0)
             .clear_codecs()
-            .enable_opus(true, false)
+            // RED is answered when offered: the client's redundancy recovers its lost packets.
+            .enable_opus(true, true)
             .enable_vp8(true)
             .enable_h264(true)
             .set_stats_interval(Some(Duration::from_secs(1)));
@@ -89,6 +90,7 @@ impl Peer {
                 deliver_before_connect: cfg.deliver_before_connect,
                 require_audio: cfg.audio_in_enabled || cfg.audio_out_enabled,
                 renegotiate_for_video: cfg.video_in_enabled,
+                audio_out_red: cfg.audio_out_red,
             },
             now,
         );

@@ -191,6 +191,14 @@ pub struct SwrtcAudioStats {
     pub out_queued_ms: u64,
     /// Output slots skipped after a stall (their audio dropped, so latency stays bounded).
     pub out_slots_skipped: u64,
+    /// Mic packets that arrived after a newer one and still played in order (reordered on
+    /// the path; RED-recovered packets come from the transport already in order).
+    pub in_packets_reordered: u64,
+    /// Interarrival jitter of the mic packets (RFC 3550), in microseconds.
+    pub in_jitter_us: u64,
+    /// How long a gap in the mic packets is waited for before it is concealed, in ms
+    /// (adapts to the measured jitter and reordering; 3 to 80 ms).
+    pub in_reorder_wait_ms: u64,
 }
 
 /// The peer's audio counters. Any thread, callbacks too.
@@ -223,6 +231,9 @@ pub unsafe extern "C" fn swrtc_peer_get_audio_stats(
             out_packets_dropped: s.out_packets_dropped,
             out_queued_ms: s.out_queued_ms,
             out_slots_skipped: s.out_slots_skipped,
+            in_packets_reordered: s.in_packets_reordered,
+            in_jitter_us: s.in_jitter_us,
+            in_reorder_wait_ms: s.in_reorder_wait_ms,
         };
         // SAFETY: checked non-NULL.
         unsafe { out.write(c) };

@@ -114,6 +114,9 @@ pub struct SwrtcPeerConfig {
     pub connection_timeout_ms: u32,
     /// Deliver app messages before `swrtc_peer_connect`. Default false.
     pub deliver_before_connect: bool,
+    /// Send audio with RFC 2198 redundancy when the client offered RED (Chromium does);
+    /// about twice the audio bitrate. Default false.
+    pub audio_out_red: bool,
 }
 
 /// Callbacks of a peer. Every pointer may be NULL. They run on the runtime's callback
@@ -262,6 +265,7 @@ pub(super) fn to_c_config(c: &PeerConfig) -> SwrtcPeerConfig {
         public_ip: std::ptr::null(),
         connection_timeout_ms: c.connection_timeout.as_millis().min(u32::MAX as u128) as u32,
         deliver_before_connect: c.deliver_before_connect,
+        audio_out_red: c.audio_out_red,
     }
 }
 
@@ -307,6 +311,7 @@ pub(super) unsafe fn from_c_config(c: &SwrtcPeerConfig) -> Result<PeerConfig, Er
         public_ip: ip(c.public_ip, "public_ip")?,
         connection_timeout: Duration::from_millis(c.connection_timeout_ms.into()),
         deliver_before_connect: c.deliver_before_connect,
+        audio_out_red: c.audio_out_red,
     })
 }
 

@@ -38,6 +38,14 @@ pub struct AudioStats {
     pub in_frames_concealed: u64,
     /// Frames recovered from in-band FEC.
     pub in_frames_fec: u64,
+    /// Mic packets that arrived after a newer one and still played in order (reordered on
+    /// the path; RED-recovered packets come from the transport already in order).
+    pub in_packets_reordered: u64,
+    /// Interarrival jitter of the mic packets (RFC 3550), in µs.
+    pub in_jitter_us: u64,
+    /// How long a gap in the mic packets is waited for before it is concealed, in ms:
+    /// adapts to the jitter and reordering measured on the path.
+    pub in_reorder_wait_ms: u64,
     /// Output packets handed to the network.
     pub out_packets_sent: u64,
     /// Output packets dropped because the I/O thread's queue was full.
@@ -65,6 +73,9 @@ pub(crate) struct AudioIn {
     /// released (so the callback may call `audio_stats`). Only touched under the sink gate.
     batch: Mutex<Vec<AudioFrame>>,
     pub packets_dropped: AtomicU64,
+    /// When the receiver's held gap runs out of wait, in clock ns (`u64::MAX`: none), so the
+    /// clock runs the pipe then even if no packet arrives.
+    deadline: AtomicU64,
 }
 
 impl AudioIn {
@@ -83,12 +94,18 @@ impl AudioIn {
             sink: Sink::default(),
             batch: Mutex::new(Vec::with_capacity(8)),
             packets_dropped: AtomicU64::new(0),
+            deadline: AtomicU64::new(u64::MAX),
         }))
     }
 
     /// Adds this pipe's counters to `s`.
     pub fn fill_stats(&self, s: &mut AudioStats) {
-        let r = self.receiver.lock().stats();
+        let receiver = self.receiver.lock();
+        let r = receiver.stats();
+        s.in_jitter_us = receiver.jitter().as_micros() as u64;
+        s.in_reorder_wait_ms = receiver.reorder_wait().as_millis() as u64;
+        s.in_packets_reordered = r.reordered;
+        drop(receiver);
         s.in_frames_dropped = self.ring.dropped();
         s.in_packets_dropped = self.packets_dropped.load(Ordering::Relaxed);
         s.in_packets_decoded = r.decoded;
@@ -107,9 +124,10 @@ impl AudioIn {
         }
     }
 
-    /// Clock: submit this pipe if it has packets and is not queued already.
-    fn tick(self: &Arc<Self>, workers: &Workers) {
-        if !self.rx.is_empty()
+    /// Clock: submit this pipe if it has packets or a gap's wait ran out by `horizon`, and
+    /// it is not queued already.
+    fn tick(self: &Arc<Self>, workers: &Workers, horizon: u64) {
+        if (!self.rx.is_empty() || self.deadline.load(Ordering::Acquire) <= horizon)
             && !self.scheduled.swap(true, Ordering::AcqRel)
             && !workers.submit(Job::AudioIn(self.clone()))
         {
@@ -124,11 +142,7 @@ impl AudioIn {
             let mut batch = self.batch.lock();
             {
                 let mut rx = self.receiver.lock();
-                while let Ok(pkt) = self.rx.try_recv() {
-                    rx.handle_packet(pkt.seq, pkt.rtp_time, &pkt.payload, &mut |frame| {
-                        batch.push(frame);
-                    });
-                }
+                self.decode_queued(&mut rx, &mut |frame| batch.push(frame));
             }
             let mut delivering = true;
             for frame in batch.iter() {
@@ -145,16 +159,26 @@ impl AudioIn {
             return;
         }
         let mut rx = self.receiver.lock();
-        while let Ok(pkt) = self.rx.try_recv() {
-            let ring = &self.ring;
-            let spare = ring.take_buffer();
-            if spare.capacity() > 0 {
-                rx.recycle(spare);
-            }
-            rx.handle_packet(pkt.seq, pkt.rtp_time, &pkt.payload, &mut |frame| {
-                ring.push(frame);
-            });
+        let spare = self.ring.take_buffer();
+        if spare.capacity() > 0 {
+            rx.recycle(spare);
         }
+        let ring = &self.ring;
+        self.decode_queued(&mut rx, &mut |frame| {
+            ring.push(frame);
+        });
+    }
+
+    /// Feeds every queued packet to the receiver, then lets it declare the gaps whose wait
+    /// ran out (after the whole batch, so a packet recovered right behind its carrier is in
+    /// time), and notes when the next one runs out.
+    fn decode_queued(&self, rx: &mut AudioReceiver, out: &mut impl FnMut(AudioFrame)) {
+        while let Ok(pkt) = self.rx.try_recv() {
+            rx.handle_packet(pkt.seq, pkt.rtp_time, &pkt.payload, pkt.arrival, out);
+        }
+        rx.poll(Instant::now(), out);
+        let deadline = rx.next_deadline().map_or(u64::MAX, clock_ns);
+        self.deadline.store(deadline, Ordering::Release);
     }
 }
 
@@ -363,8 +387,9 @@ fn clock_loop(reg: Arc<Mutex<Registry>>, workers: Workers) {
         }
         inputs.retain(|p| !p.ring.is_closed());
         outputs.retain(|p| !p.closed.load(Ordering::Acquire));
+        let now = clock_ns(Instant::now());
         for p in &inputs {
-            p.tick(&workers);
+            p.tick(&workers, now);
         }
         let horizon = clock_ns(Instant::now() + TICK);
         for p in &outputs {

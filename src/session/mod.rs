@@ -38,6 +38,8 @@ pub struct SessionConfig {
     pub require_audio: bool,
     /// Send a `renegotiate` request after connect when the client has video tracks.
     pub renegotiate_for_video: bool,
+    /// Wrap our audio in RED when it was negotiated (received RED is always unwrapped).
+    pub audio_out_red: bool,
 }
 
 impl Default for SessionConfig {
@@ -47,6 +49,7 @@ impl Default for SessionConfig {
             deliver_before_connect: false,
             require_audio: true,
             renegotiate_for_video: false,
+            audio_out_red: false,
         }
     }
 }
@@ -60,6 +63,8 @@ pub struct AudioPacket {
     pub rtp_time: u64,
     /// The Opus payload (shared with str0m, not copied).
     pub payload: Arc<[u8]>,
+    /// When the datagram carrying it was received (for the jitter and reorder wait).
+    pub arrival: Instant,
 }
 
 /// What the session tells the layer above.
@@ -217,6 +222,12 @@ impl Session {
         for (i, slot) in self.receiver_mids.iter_mut().enumerate() {
             *slot = media.get(i).map(|l| Mid::from(l.mid.as_str()));
         }
+        if let Some(mid) = self.receiver_mids[0] {
+            // str0m wraps every packet in RED once negotiated; ours only when asked to.
+            self.rtc
+                .direct_api()
+                .set_red_send(mid, self.cfg.audio_out_red);
+        }
         self.life.offer_accepted(now);
         // A (re)negotiated track starts with a keyframe request.
         self.need_keyframe = [true; 3];
@@ -227,7 +238,9 @@ impl Session {
         }
         self.drain(now);
         self.after_mutation(now);
-        Ok(sdp::repeat_candidates(&answer.to_sdp_string()))
+        Ok(sdp::repeat_candidates(&sdp::prefer_red(
+            &answer.to_sdp_string(),
+        )))
     }
 
     /// Adds a trickled remote candidate. An empty string (or `end-of-candidates`) ends them.
@@ -609,6 +622,7 @@ impl Session {
                     seq: **m.seq_range.end(),
                     rtp_time: m.time.numer(),
                     payload: m.data,
+                    arrival: now,
                 }));
             }
             Event::MediaData(m) => self.handle_video(m, now),

@@ -143,6 +143,66 @@ pub fn media_lines(sdp: &str) -> Vec<MediaLine> {
     out
 }
 
+/// Moves RED to the front of each audio m-line's payload types in an answer. libwebrtc
+/// (Chromium) sends RED only when it comes before Opus in the negotiated list, and str0m
+/// lists it after its primary; the order changes nothing for str0m, which already applied
+/// the answer.
+pub fn prefer_red(answer: &str) -> String {
+    let eol = if answer.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let mut sections: Vec<Vec<String>> = vec![vec![]];
+    for line in answer.lines() {
+        if line.starts_with("m=") {
+            sections.push(vec![]);
+        }
+        if let Some(last) = sections.last_mut() {
+            last.push(line.to_string());
+        }
+    }
+    for section in sections.iter_mut().skip(1) {
+        if !section[0].starts_with("m=audio ") {
+            continue;
+        }
+        let red: Vec<String> = section
+            .iter()
+            .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, codec)| codec.to_ascii_lowercase().starts_with("red/"))
+            .map(|(pt, _)| pt.to_string())
+            .collect();
+        if red.is_empty() {
+            continue;
+        }
+        // m=audio <port> <proto> <pt>...
+        let fields: Vec<&str> = section[0].split(' ').collect();
+        if fields.len() < 4 {
+            continue;
+        }
+        let (head, pts) = fields.split_at(3);
+        let mut ordered: Vec<&str> = pts
+            .iter()
+            .copied()
+            .filter(|p| red.iter().any(|r| r == p))
+            .collect();
+        ordered.extend(pts.iter().copied().filter(|p| !red.iter().any(|r| r == p)));
+        section[0] = head
+            .iter()
+            .chain(ordered.iter())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let mut out = String::with_capacity(answer.len());
+    for line in sections.into_iter().flatten() {
+        out.push_str(&line);
+        out.push_str(eol);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +263,25 @@ m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
             parse_offer(&huge).unwrap_err().kind(),
             ErrorKind::InvalidSdp
         );
+    }
+
+    #[test]
+    fn red_moves_to_the_front_of_audio_only() {
+        let answer = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n\
+            m=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=rtpmap:111 opus/48000/2\r\n\
+            a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96 63\r\na=rtpmap:96 VP8/90000\r\n";
+        let out = prefer_red(answer);
+        assert!(
+            out.contains("m=audio 9 UDP/TLS/RTP/SAVPF 63 111\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 63\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.len(), answer.len());
+        let plain = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+        assert_eq!(prefer_red(plain), plain);
     }
 }

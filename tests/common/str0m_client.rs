@@ -118,7 +118,11 @@ pub struct ClientOptions {
     pub tone_hz: f32,
     /// Seed of the loss LCG.
     pub loss_seed: u64,
-    /// Address the client's socket binds (port chosen by the OS).
+    /// Offer Opus RED (`red/48000/2`, as Chromium does); when the answer keeps it, str0m
+    /// sends every audio packet with the previous one as redundancy and recovers lost
+    /// packets from the server's RED.
+    pub red: bool,
+    /// Address to bind the UDP socket on (default 127.0.0.1).
     pub bind_ip: std::net::IpAddr,
 }
 
@@ -134,6 +138,7 @@ impl Default for ClientOptions {
             loss_percent: 0.0,
             tone_hz: 1000.0,
             loss_seed: 0x5eed_1234_abcd_0001,
+            red: false,
             bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
         }
     }
@@ -247,17 +252,23 @@ fn crypto() -> Arc<CryptoProvider> {
 
 impl TestClient {
     pub fn new(opts: ClientOptions) -> TestClient {
-        let socket =
-            UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).expect("bind client UDP socket");
+        let socket = UdpSocket::bind((opts.bind_ip, 0)).expect("bind client UDP socket");
         let local_addr = socket.local_addr().expect("client local addr");
-        let waker = UdpSocket::bind("127.0.0.1:0").expect("bind waker socket");
+        let waker = UdpSocket::bind((opts.bind_ip, 0)).expect("bind waker socket");
         let wake_addr = waker.local_addr().expect("waker addr");
 
-        let mut rtc = Rtc::builder()
+        let mut builder = Rtc::builder()
             .set_crypto_provider(crypto())
             // Deliver audio as it arrives (no 15-packet hold-back after a gap).
-            .set_reordering_size_audio(0)
-            .build(Instant::now());
+            .set_reordering_size_audio(0);
+        if opts.red {
+            // Re-adding Opus would move it behind the other audio codecs: only when asked.
+            builder = builder
+                .clear_codecs()
+                .enable_opus(true, true)
+                .enable_vp8(true);
+        }
+        let mut rtc = builder.build(Instant::now());
         let cand = Candidate::host(local_addr, "udp").expect("host candidate");
         let local_candidate = cand.to_sdp_string();
         rtc.add_local_candidate(cand);

@@ -1,17 +1,25 @@
 //! The sans-IO audio-in pipeline of one peer: reorder, Opus decode, conceal, resample, re-chunk.
-//! Owns the decoder, the small reorder window and the 20 ms output framing; driven only by
-//! packet arrival. Must not touch sockets, clocks, threads or the frame ring.
+//! Owns the decoder, the reorder window and the 20 ms output framing; driven by packet
+//! arrival and by [`AudioReceiver::poll`] with the caller's time. Must not touch sockets,
+//! clocks, threads or the frame ring.
+//!
+//! A gap in the sequence holds the newer packets for the adaptive reorder wait
+//! ([`ReorderWait`]): a few ms on a clean path, so a loss costs one concealed frame and no
+//! standing delay; longer when the path jitters and reorders. A packet that fills the gap in
+//! time (reordered, or recovered from RED by the transport) is decoded in place.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
+use super::jitter::ReorderWait;
 use super::opus::{packet_has_fec, packet_samples, OpusDecoder, MAX_FRAME_SAMPLES_48K};
 use super::resample::{opus_native_rate, Resampler};
 use super::ring::AudioFrame;
 use crate::error::{Error, Result};
 
-/// Packets held while waiting for a missing one; the next newer packet declares it lost.
-/// Two keeps the added latency to at most 40 ms, and only while a gap is open.
-const MAX_HELD: usize = 2;
+/// Packets held while waiting for a missing one, whatever the wait: past this many the gap
+/// is declared lost at once (bounds memory; 8 packets cover the longest wait at 10 ms each).
+const MAX_HELD: usize = 8;
 
 /// At most this many packets of a single gap are concealed; the rest are skipped so a long
 /// outage does not turn into seconds of synthetic audio.
@@ -40,11 +48,22 @@ pub struct ReceiverStats {
     pub decode_errors: u64,
     /// Jumps too large to conceal, after which decoding restarted at the new position.
     pub resyncs: u64,
+    /// Packets that arrived after a newer one and still filled their gap in time.
+    pub reordered: u64,
 }
 
 struct Held {
     rtp_time: u64,
+    arrival: Instant,
     payload: Vec<u8>,
+}
+
+/// The most recent gap declared lost, to measure how late its packets turn up.
+#[derive(Clone, Copy)]
+struct LostGap {
+    first: u64,
+    end: u64,
+    opened: Instant,
 }
 
 /// Turns the Opus packets of one audio track into continuous 20 ms frames at the app's rate.
@@ -60,6 +79,10 @@ pub struct AudioReceiver {
     /// Samples per channel (decoder rate) of the last decoded packet.
     last_frame: usize,
     held: BTreeMap<u64, Held>,
+    wait: ReorderWait,
+    /// The newest sequence number seen.
+    highest_seq: Option<u64>,
+    last_lost: Option<LostGap>,
     decoded: Vec<i16>,
     resampled: Vec<i16>,
     /// App-rate samples waiting to fill a 20 ms frame.
@@ -99,6 +122,9 @@ impl AudioReceiver {
             last_rtp_end: None,
             last_frame: dec_rate as usize / 50,
             held: BTreeMap::new(),
+            wait: ReorderWait::default(),
+            highest_seq: None,
+            last_lost: None,
             decoded: vec![0; MAX_FRAME_SAMPLES_48K * dec_rate as usize / 48000 * ch],
             resampled: Vec::new(),
             pending: Vec::new(),
@@ -123,6 +149,33 @@ impl AudioReceiver {
         self.stats
     }
 
+    /// The interarrival jitter measured on the path.
+    pub fn jitter(&self) -> Duration {
+        self.wait.jitter()
+    }
+
+    /// How long a gap currently holds newer packets before it is declared lost.
+    pub fn reorder_wait(&self) -> Duration {
+        self.wait.wait()
+    }
+
+    /// When [`Self::poll`] next has work: the held gap's deadline.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.gap_opened().map(|at| at + self.wait.wait())
+    }
+
+    /// When the oldest open gap became visible: the first arrival among the held packets.
+    fn gap_opened(&self) -> Option<Instant> {
+        self.held.values().map(|h| h.arrival).min()
+    }
+
+    /// Declares lost every gap whose wait has run out by `now`, and emits what follows it.
+    pub fn poll(&mut self, now: Instant, out: &mut impl FnMut(AudioFrame)) {
+        while self.next_deadline().is_some_and(|d| d <= now) {
+            self.declare_gap_lost(out);
+        }
+    }
+
     /// Samples per channel in each emitted frame.
     pub fn frame_samples(&self) -> usize {
         (self.app_rate / (1000 / FRAME_MS)) as usize
@@ -137,17 +190,30 @@ impl AudioReceiver {
     }
 
     /// Takes one RTP packet (`seq` extended sequence number, `rtp_time` extended 48 kHz
-    /// timestamp) and calls `out` with every 20 ms frame that became ready.
+    /// timestamp, `arrival` when it came off the network) and calls `out` with every 20 ms
+    /// frame that became ready. A gap waits for [`Self::poll`] (or for too many held packets):
+    /// feed every packet that arrived together before polling, so a packet recovered right
+    /// behind its carrier still fills its gap.
     pub fn handle_packet(
         &mut self,
         seq: u64,
         rtp_time: u64,
         payload: &[u8],
+        arrival: Instant,
         out: &mut impl FnMut(AudioFrame),
     ) {
         if payload.is_empty() {
             // An empty payload is what some senders emit while muted; nothing to decode.
             return;
+        }
+        // Jitter is measured on packets that advance the sequence: a reordered or recovered
+        // packet's lateness is reordering, measured against its gap below.
+        if self
+            .highest_seq
+            .is_none_or(|h| seq > h || h - seq > MAX_SEQ_JUMP)
+        {
+            self.highest_seq = Some(seq);
+            self.wait.on_arrival(arrival, rtp_time);
         }
         let Some(next) = self.next_seq else {
             self.decode_in_order(seq, rtp_time, payload, out);
@@ -165,9 +231,19 @@ impl AudioReceiver {
         }
         if seq < next || self.held.contains_key(&seq) {
             self.stats.late += 1;
+            if let Some(gap) = self.last_lost.filter(|g| (g.first..g.end).contains(&seq)) {
+                // Lost by our wait, not by the path: wait longer next time.
+                self.wait
+                    .on_reordered(arrival.saturating_duration_since(gap.opened));
+            }
             return;
         }
         if seq == next {
+            if let Some(opened) = self.gap_opened() {
+                self.stats.reordered += 1;
+                self.wait
+                    .on_reordered(arrival.saturating_duration_since(opened));
+            }
             self.decode_in_order(seq, rtp_time, payload, out);
             self.drain_ready(out);
             return;
@@ -176,6 +252,7 @@ impl AudioReceiver {
             seq,
             Held {
                 rtp_time,
+                arrival,
                 payload: payload.to_vec(),
             },
         );
@@ -202,6 +279,13 @@ impl AudioReceiver {
             return;
         };
         let lost = first.saturating_sub(self.next_seq.unwrap_or(first));
+        if let (Some(next), Some(opened)) = (self.next_seq, self.gap_opened()) {
+            self.last_lost = Some(LostGap {
+                first: next,
+                end: first,
+                opened,
+            });
+        }
         if lost > 0 {
             if let Some(held) = self.held.get_mut(&first) {
                 // Borrow the payload out for FEC while `self` is mutated, then put it back.
@@ -329,6 +413,7 @@ impl AudioReceiver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::jitter::{MAX_WAIT, MIN_WAIT};
     use super::super::opus::tests::{rms, sine, zero_cross_freq};
     use super::super::opus::{OpusEncoder, MAX_PACKET_BYTES};
     use super::*;
@@ -383,19 +468,38 @@ mod tests {
         head.into_iter().chain(kept).collect()
     }
 
-    fn run(rx: &mut AudioReceiver, pkts: &[(u64, u64, Vec<u8>)]) -> Vec<AudioFrame> {
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Feeds `pkts` one every `every_ms` of virtual time in list order, polling at each
+    /// arrival, then polls once more a second later.
+    fn run_every(
+        rx: &mut AudioReceiver,
+        pkts: &[(u64, u64, Vec<u8>)],
+        every_ms: u64,
+    ) -> Vec<AudioFrame> {
+        let t0 = Instant::now();
         let mut frames = Vec::new();
-        for (seq, rtp, p) in pkts {
-            rx.handle_packet(*seq, *rtp, p, &mut |f| frames.push(f));
+        let mut t = t0;
+        for (i, (seq, rtp, p)) in pkts.iter().enumerate() {
+            t = t0 + ms(i as u64 * every_ms);
+            rx.handle_packet(*seq, *rtp, p, t, &mut |f| frames.push(f));
+            rx.poll(t, &mut |f| frames.push(f));
         }
+        rx.poll(t + ms(1000), &mut |f| frames.push(f));
         frames
+    }
+
+    fn run(rx: &mut AudioReceiver, pkts: &[(u64, u64, Vec<u8>)]) -> Vec<AudioFrame> {
+        run_every(rx, pkts, 20)
     }
 
     fn check_stream(rate: u32, channels: u16, ms: usize) {
         let secs = 20;
         let pkts = impair(packets(secs, ms), 0.05, rate as u64 + ms as u64);
         let mut rx = AudioReceiver::new(rate, channels).unwrap();
-        let frames = run(&mut rx, &pkts);
+        let frames = run_every(&mut rx, &pkts, ms as u64);
         let expected = secs * 50;
         let st = rx.stats();
         assert!(
@@ -466,28 +570,144 @@ mod tests {
     #[test]
     fn late_and_duplicate_packets_are_dropped() {
         let pkts = packets(1, 20);
+        let t0 = Instant::now();
         let mut rx = AudioReceiver::new(48000, 1).unwrap();
         let n = std::cell::Cell::new(0);
         let mut count = |_f: AudioFrame| n.set(n.get() + 1);
-        for (seq, rtp, p) in &pkts[..10] {
-            rx.handle_packet(*seq, *rtp, p, &mut count);
+        let at = |i: usize| t0 + ms(i as u64 * 20);
+        for (i, (seq, rtp, p)) in pkts[..10].iter().enumerate() {
+            rx.handle_packet(*seq, *rtp, p, at(i), &mut count);
         }
         let (seq, rtp, p) = &pkts[5];
-        rx.handle_packet(*seq, *rtp, p, &mut count);
+        rx.handle_packet(*seq, *rtp, p, at(10), &mut count);
         let (seq, rtp, p) = &pkts[12];
-        rx.handle_packet(*seq, *rtp, p, &mut count);
-        rx.handle_packet(*seq, *rtp, p, &mut count);
+        rx.handle_packet(*seq, *rtp, p, at(12), &mut count);
+        rx.handle_packet(*seq, *rtp, p, at(12), &mut count);
         assert_eq!(rx.stats().late, 2);
         assert_eq!(n.get(), 10, "packets 10 and 11 are still awaited");
-        // 10 arrives: it and the held 12 play, 11 stays missing until more packets come.
+        assert_eq!(rx.next_deadline(), Some(at(12) + MIN_WAIT));
+        rx.poll(at(12) + ms(1), &mut count);
+        assert_eq!(n.get(), 10, "within the wait nothing is declared lost");
+        // 10 arrives in time: it and the held 12 play, 11 stays missing until the wait ends.
         let (seq, rtp, p) = &pkts[10];
-        rx.handle_packet(*seq, *rtp, p, &mut count);
+        rx.handle_packet(*seq, *rtp, p, at(12) + ms(2), &mut count);
         assert_eq!(n.get(), 11);
-        for (seq, rtp, p) in &pkts[13..15] {
-            rx.handle_packet(*seq, *rtp, p, &mut count);
-        }
-        assert_eq!(n.get(), 15, "11 concealed once three newer packets arrived");
+        assert_eq!(rx.stats().reordered, 1);
+        rx.poll(at(12) + ms(2), &mut count);
+        assert_eq!(n.get(), 11);
+        rx.poll(at(13), &mut count);
+        assert_eq!(n.get(), 13, "11 concealed once its wait ran out, then 12");
         assert_eq!(rx.stats().lost, 1);
+        assert_eq!(rx.next_deadline(), None);
+        // 11 turns up 30 ms after its gap opened: too late, and the wait grows to cover it.
+        let (seq, rtp, p) = &pkts[11];
+        rx.handle_packet(*seq, *rtp, p, at(12) + ms(30), &mut count);
+        assert_eq!(rx.stats().late, 3);
+        assert_eq!(rx.reorder_wait(), ms(35));
+    }
+
+    /// Frames emitted by each 5 ms tick of a virtual clock, for 20 ms packets that arrive
+    /// `delay(i)` ms after they were sent; `None` delays are lost. Also feeds `extra(i)`
+    /// packets right behind packet `i` (what RED recovery looks like).
+    fn tick_run(
+        rx: &mut AudioReceiver,
+        pkts: &[(u64, u64, Vec<u8>)],
+        delay: impl Fn(usize) -> Option<u64>,
+        extra: impl Fn(usize) -> Option<usize>,
+    ) -> Vec<(u64, usize)> {
+        let t0 = Instant::now();
+        let mut arrivals: Vec<(u64, usize)> = (0..pkts.len())
+            .filter_map(|i| delay(i).map(|d| (i as u64 * 20 + d, i)))
+            .collect();
+        arrivals.sort();
+        let mut emitted = 0;
+        let mut per_tick = Vec::new();
+        let mut next = 0;
+        let end = pkts.len() as u64 * 20 + 200;
+        for tick in (0..end).step_by(5) {
+            while next < arrivals.len() && arrivals[next].0 <= tick {
+                let (at, i) = arrivals[next];
+                let (seq, rtp, p) = &pkts[i];
+                rx.handle_packet(*seq, *rtp, p, t0 + ms(at), &mut |_| emitted += 1);
+                if let Some(j) = extra(i) {
+                    let (seq, rtp, p) = &pkts[j];
+                    rx.handle_packet(*seq, *rtp, p, t0 + ms(at), &mut |_| emitted += 1);
+                }
+                next += 1;
+            }
+            rx.poll(t0 + ms(tick), &mut |_| emitted += 1);
+            per_tick.push((tick, emitted));
+        }
+        per_tick
+    }
+
+    #[test]
+    fn loss_on_a_clean_path_leaves_no_standing_delay() {
+        let pkts = packets(20, 20);
+        let mut rng = Lcg(11);
+        let lost: Vec<bool> = (0..pkts.len())
+            .map(|i| i > 5 && i + 5 < pkts.len() && rng.next_f64() < 0.1)
+            .collect();
+        let mut rx = AudioReceiver::new(48000, 1).unwrap();
+        let ticks = tick_run(&mut rx, &pkts, |i| (!lost[i]).then_some(1), |_| None);
+        // Every frame is out by the first tick after its packet (or, lost, the next packet
+        // and the wait): behind the packets sent so far by at most the losses just before.
+        // A fixed hold of two packets per gap would lag three frames after every loss.
+        for &(tick, emitted) in &ticks[..pkts.len() * 4] {
+            let sent = (tick.saturating_sub(1) / 20) as usize + 1;
+            let run = (0..sent).rev().take_while(|&i| lost[i]).count();
+            assert!(
+                emitted + 1 + run >= sent,
+                "at {tick} ms only {emitted} frames of {sent} sent"
+            );
+        }
+        let st = rx.stats();
+        let dropped = lost.iter().filter(|&&l| l).count() as u64;
+        assert_eq!(st.lost, dropped, "{st:?}");
+        assert_eq!(st.late, 0);
+        assert_eq!(ticks.last().unwrap().1, pkts.len());
+        assert_eq!(rx.reorder_wait(), MIN_WAIT);
+    }
+
+    #[test]
+    fn jitter_and_reordering_are_waited_for() {
+        let pkts = packets(20, 20);
+        let mut rng = Lcg(7);
+        // 40 ± 20 ms per packet, independently: neighbours swap often.
+        let delays: Vec<u64> = (0..pkts.len())
+            .map(|_| 20 + (rng.next_f64() * 40.0) as u64)
+            .collect();
+        let mut rx = AudioReceiver::new(48000, 1).unwrap();
+        let ticks = tick_run(&mut rx, &pkts, |i| Some(delays[i]), |_| None);
+        let st = rx.stats();
+        assert_eq!(ticks.last().unwrap().1, pkts.len());
+        assert!(st.reordered > 50, "{st:?}");
+        // Only while the wait learns the path may a reordered packet miss its slot.
+        assert!(st.lost <= 5 && st.late == st.lost, "{st:?}");
+        let wait = rx.reorder_wait();
+        assert!(wait >= ms(20) && wait <= MAX_WAIT, "wait {wait:?}");
+        let jitter = rx.jitter();
+        assert!(jitter >= ms(5) && jitter <= ms(25), "jitter {jitter:?}");
+    }
+
+    #[test]
+    fn a_packet_recovered_behind_its_carrier_fills_the_gap() {
+        let pkts = packets(10, 20);
+        let lost = |i: usize| i > 5 && i % 10 == 3;
+        let mut rx = AudioReceiver::new(48000, 1).unwrap();
+        let ticks = tick_run(
+            &mut rx,
+            &pkts,
+            |i| (!lost(i)).then_some(1),
+            // Each lost packet comes back right behind the next one, as RED delivers it.
+            |i| (i > 0 && lost(i - 1)).then(|| i - 1),
+        );
+        let st = rx.stats();
+        assert_eq!(ticks.last().unwrap().1, pkts.len());
+        assert_eq!((st.lost, st.concealed, st.late), (0, 0, 0), "{st:?}");
+        assert_eq!(st.reordered, 49);
+        assert_eq!(st.decoded, pkts.len() as u64);
+        assert_eq!(rx.reorder_wait(), MIN_WAIT);
     }
 
     #[test]
@@ -528,9 +748,9 @@ mod tests {
         for (i, (seq, rtp, p)) in pkts.iter().enumerate() {
             let bad = [0xffu8, 0xff, 0xff];
             let payload: &[u8] = if i % 10 == 5 { &bad } else { p };
-            rx.handle_packet(*seq, *rtp, payload, &mut |_| n += 1);
+            rx.handle_packet(*seq, *rtp, payload, Instant::now(), &mut |_| n += 1);
         }
-        rx.handle_packet(5000, 0, &[], &mut |_| n += 1);
+        rx.handle_packet(5000, 0, &[], Instant::now(), &mut |_| n += 1);
         assert_eq!(n, 50);
         assert_eq!(rx.stats().decode_errors, 5);
         assert!(AudioReceiver::new(44101, 1).is_err());
