@@ -162,6 +162,9 @@ pub struct HttpStats {
     pub accept_errors: u64,
     /// Connections closed at a deadline (head, body, idle or write).
     pub timed_out: u64,
+    /// Idle connections closed to make room for a new one (at the connection cap or out
+    /// of fds).
+    pub evicted: u64,
     /// Requests answered 503 because every handler thread was busy and the queue full.
     pub queue_full: u64,
     /// Connections open now.
@@ -174,6 +177,7 @@ struct Counters {
     refused: AtomicU64,
     accept_errors: AtomicU64,
     timed_out: AtomicU64,
+    evicted: AtomicU64,
     queue_full: AtomicU64,
     open: AtomicU64,
 }
@@ -184,6 +188,9 @@ pub(crate) type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
+/// Idle connections shed when `accept` runs out of fds: one for the new connection and a
+/// few for what its request opens (a peer's sockets).
+const EMFILE_SHED: usize = 4;
 /// The loop wakes at least this often (deadlines are checked to this precision).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -274,6 +281,7 @@ impl HttpServer {
             refused: get(&c.refused),
             accept_errors: get(&c.accept_errors),
             timed_out: get(&c.timed_out),
+            evicted: get(&c.evicted),
             queue_full: get(&c.queue_full),
             open: get(&c.open),
         }
@@ -393,9 +401,16 @@ impl Loop {
                 Err(e) if e.kind() == IoKind::Interrupted => continue,
                 Err(e) if e.kind() == IoKind::ConnectionAborted => continue,
                 Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog;
-                    // try again after a pause rather than spin or give up listening.
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays in the backlog.
+                    // Shed the oldest idle connection to make room and try again at once;
+                    // with none to shed, pause rather than spin or give up listening.
                     self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    // Several: the request the new connection brings may need fds itself (an
+                    // offer binds the peer's UDP sockets).
+                    let shed = (0..EMFILE_SHED).filter(|_| self.evict_idle()).count();
+                    if shed > 0 {
+                        continue;
+                    }
                     self.paused_until = Some(now + limits::HTTP_ACCEPT_BACKOFF);
                     if self
                         .last_accept_warn
@@ -413,8 +428,13 @@ impl Loop {
             };
             let ip = peer.ip();
             let from_source = self.per_source.get(&ip).copied().unwrap_or(0);
-            if self.conns.len() >= self.lim.max_connections
-                || from_source >= self.lim.max_connections_per_source
+            // At the overall cap an idle connection (no request begun) makes room: idle
+            // ones are the cheapest to lose and the easiest to flood with.
+            // (Checked after the per-source cap: a refused connection must not cost another
+            // its place.)
+            let over_source = from_source >= self.lim.max_connections_per_source;
+            if over_source
+                || (self.conns.len() >= self.lim.max_connections && !self.evict_idle())
             {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 debug!("HTTP connection from {peer} refused: at the connection cap");
@@ -487,6 +507,24 @@ impl Loop {
             }
             self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
             self.close(t);
+        }
+    }
+
+    /// Closes the oldest connection that is between requests; false when there is none.
+    fn evict_idle(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_idle())
+            .min_by_key(|(t, _)| t.0)
+            .map(|(t, _)| *t);
+        match oldest {
+            Some(t) => {
+                self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+                self.close(t);
+                true
+            }
+            None => false,
         }
     }
 
