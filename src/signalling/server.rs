@@ -191,6 +191,8 @@ const FIRST_CONN: usize = 2;
 /// Idle connections shed when `accept` runs out of fds: one for the new connection and a
 /// few for what its request opens (a peer's sockets).
 const EMFILE_SHED: usize = 4;
+/// After running out of fds, connections stay capped below that point this long.
+const FD_CAP_HOLD: Duration = Duration::from_secs(10);
 /// The loop wakes at least this often (deadlines are checked to this precision).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -242,6 +244,7 @@ impl HttpServer {
                 .spawn(move || run_handler(&rx, &tx, &waker, &*handle))?;
             handlers.push(t);
         }
+        let max_connections = lim.max_connections;
         let mut lp = Loop {
             poll,
             listener,
@@ -252,6 +255,8 @@ impl HttpServer {
             done_rx,
             lim,
             paused_until: None,
+            conn_cap: max_connections,
+            cap_lowered_until: None,
             last_accept_warn: None,
             stop: stop.clone(),
             counters: counters.clone(),
@@ -344,6 +349,9 @@ struct Loop {
     lim: HttpBounds,
     /// Accepting is paused until then after running out of fds.
     paused_until: Option<Instant>,
+    /// The connection cap in force: `max_connections`, or lower after running out of fds.
+    conn_cap: usize,
+    cap_lowered_until: Option<Instant>,
     last_accept_warn: Option<Instant>,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
@@ -407,7 +415,11 @@ impl Loop {
                     self.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
                     // Several: the request the new connection brings may need fds itself (an
                     // offer binds the peer's UDP sockets).
+                    // Until the fds come back, hold the connections below where they ran out,
+                    // so the room stays: at that cap new ones replace idle ones.
                     let shed = (0..EMFILE_SHED).filter(|_| self.evict_idle()).count();
+                    self.conn_cap = self.conns.len().max(1);
+                    self.cap_lowered_until = Some(now + FD_CAP_HOLD);
                     if shed > 0 {
                         continue;
                     }
@@ -432,10 +444,12 @@ impl Loop {
             // ones are the cheapest to lose and the easiest to flood with.
             // (Checked after the per-source cap: a refused connection must not cost another
             // its place.)
+            if self.cap_lowered_until.is_some_and(|u| now >= u) {
+                self.cap_lowered_until = None;
+                self.conn_cap = self.lim.max_connections;
+            }
             let over_source = from_source >= self.lim.max_connections_per_source;
-            if over_source
-                || (self.conns.len() >= self.lim.max_connections && !self.evict_idle())
-            {
+            if over_source || (self.conns.len() >= self.conn_cap && !self.evict_idle()) {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 debug!("HTTP connection from {peer} refused: at the connection cap");
                 let mut c = Conn::new(stream, peer, &self.lim, now);
