@@ -14,9 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use http_support::{
-    assert_recovers, closed_by_server, connect_from, normal_offers, usage, Usage,
-};
+use http_support::{assert_recovers, closed_by_server, connect_from, normal_offers, usage, Usage};
 use smallwebrtc::signalling::{NewPeer, Server, ServerConfig, ServerLimits};
 
 const ATTACKER: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -79,14 +77,20 @@ fn stall_attack(what: &str, payload: &[u8]) {
     let during = usage("self");
     normal_offers(s.local_addr(), 5, what);
     let stats = s.http_stats();
-    assert!(stats.refused >= 8, "{what}: past the per-source cap: {stats:?}");
+    assert!(
+        stats.refused >= 8,
+        "{what}: past the per-source cap: {stats:?}"
+    );
     for (i, c) in attackers.iter_mut().enumerate() {
         assert!(
             closed_by_server(c, DEADLINE * 3),
             "{what}: attack connection {i} still open after its deadline"
         );
     }
-    assert_eq!(during.threads, base.threads, "{what}: no thread per connection");
+    assert_eq!(
+        during.threads, base.threads,
+        "{what}: no thread per connection"
+    );
     drop(attackers);
     assert_recovers("self", base, Duration::from_secs(5), what);
 }

@@ -224,7 +224,12 @@ fn two_thousand_offers_under_a_1024_fd_limit() {
     assert!(busy > 1000, "the flooder's caps held");
     assert_eq!(retry_after.load(Ordering::Relaxed), busy);
     // The flood's peers time out; the child is back to idle.
-    assert_recovers(&srv.pid(), base, CONNECT_TIMEOUT + Duration::from_secs(10), "2000-offer flood");
+    assert_recovers(
+        &srv.pid(),
+        base,
+        CONNECT_TIMEOUT + Duration::from_secs(10),
+        "2000-offer flood",
+    );
 }
 
 #[test]
@@ -247,9 +252,18 @@ fn accept_survives_running_out_of_fds() {
     let stats = srv.stats();
     assert!(!stats.contains("accept_errors: 0,"), "no EMFILE: {stats}");
     normal_offers(addr, 5, "out of fds");
-    eprintln!("out of fds: {} idle connections, {}", idle.len(), srv.stats());
+    eprintln!(
+        "out of fds: {} idle connections, {}",
+        idle.len(),
+        srv.stats()
+    );
     drop(idle);
-    assert_recovers(&srv.pid(), base, CONNECT_TIMEOUT + Duration::from_secs(10), "out of fds");
+    assert_recovers(
+        &srv.pid(),
+        base,
+        CONNECT_TIMEOUT + Duration::from_secs(10),
+        "out of fds",
+    );
     // Still listening and answering.
     normal_offers(addr, 1, "after running out of fds");
 }

@@ -10,9 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, ErrorKind};
 use crate::runtime::Runtime;
-use crate::signalling::{
-    ConnectionMode, IceServer, NewPeer, Server, ServerConfig, ServerLimits,
-};
+use crate::signalling::{ConnectionMode, IceServer, NewPeer, Server, ServerConfig, ServerLimits};
 
 use super::peer::{from_c_config, to_c_config, SwrtcPeer, SwrtcPeerConfig};
 use super::runtime::SwrtcRuntime;

@@ -237,7 +237,10 @@ impl Conn {
         let mut text_headers = Vec::with_capacity(parsed.headers.len());
         for h in parsed.headers.iter() {
             let Ok(v) = std::str::from_utf8(h.value) else {
-                return Step::Respond(Response::error(400, format!("header {} is not UTF-8", h.name)));
+                return Step::Respond(Response::error(
+                    400,
+                    format!("header {} is not UTF-8", h.name),
+                ));
             };
             text_headers.push((h.name.to_owned(), v.trim().to_owned()));
         }

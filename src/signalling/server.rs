@@ -86,7 +86,10 @@ impl ServerLimits {
             ("max_headers", self.max_headers),
             ("max_head_bytes", self.max_head_bytes),
             ("max_connections", self.max_connections),
-            ("max_connections_per_source", self.max_connections_per_source),
+            (
+                "max_connections_per_source",
+                self.max_connections_per_source,
+            ),
             ("max_offer_m_lines", self.max_offer_m_lines),
             ("max_remote_candidates", self.max_remote_candidates),
             ("max_peers", self.max_peers),
@@ -238,7 +241,12 @@ impl HttpServer {
         let counters = Arc::new(Counters::default());
         let mut handlers = Vec::with_capacity(threads);
         for i in 0..threads {
-            let (rx, tx, waker, handle) = (job_rx.clone(), done_tx.clone(), waker.clone(), handle.clone());
+            let (rx, tx, waker, handle) = (
+                job_rx.clone(),
+                done_tx.clone(),
+                waker.clone(),
+                handle.clone(),
+            );
             let t = std::thread::Builder::new()
                 .name(format!("swrtc-http-{i}"))
                 .spawn(move || run_handler(&rx, &tx, &waker, &*handle))?;
@@ -328,7 +336,10 @@ fn run_handler(
         // A panicking route must not take a handler thread down with it.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&job.req)))
             .unwrap_or_else(|_| {
-                warn!("signalling route panicked on {} {}", job.req.method, job.req.path);
+                warn!(
+                    "signalling route panicked on {} {}",
+                    job.req.method, job.req.path
+                );
                 super::routes::with_cors(Response::error(500, "internal error"))
             });
         if done.send((job.token, r)).is_err() {
@@ -479,14 +490,18 @@ impl Loop {
     }
 
     fn drive(&mut self, t: Token, now: Instant) {
-        let Some(c) = self.conns.get_mut(&t) else { return };
+        let Some(c) = self.conns.get_mut(&t) else {
+            return;
+        };
         let action = c.drive(&self.lim, now);
         self.act(t, action, now);
     }
 
     fn respond(&mut self, t: Token, r: &Response, now: Instant) {
         // The connection may have closed while its handler ran.
-        let Some(c) = self.conns.get_mut(&t) else { return };
+        let Some(c) = self.conns.get_mut(&t) else {
+            return;
+        };
         let action = c.respond(r, &self.lim, now);
         self.act(t, action, now);
     }
@@ -543,7 +558,9 @@ impl Loop {
     }
 
     fn close(&mut self, t: Token) {
-        let Some(mut c) = self.conns.remove(&t) else { return };
+        let Some(mut c) = self.conns.remove(&t) else {
+            return;
+        };
         let _ = self.poll.registry().deregister(&mut c.stream);
         let ip = c.peer.ip();
         if let Some(n) = self.per_source.get_mut(&ip) {
@@ -558,8 +575,5 @@ impl Loop {
 
 /// A 503 that asks the client to come back.
 pub(crate) fn busy(why: &str) -> Response {
-    Response::error(503, why).with_header(
-        "Retry-After",
-        &limits::HTTP_RETRY_AFTER_SECS.to_string(),
-    )
+    Response::error(503, why).with_header("Retry-After", &limits::HTTP_RETRY_AFTER_SECS.to_string())
 }

@@ -163,7 +163,12 @@ pub fn assert_recovers(pid: &str, base: Usage, within: Duration, what: &str) -> 
         now = usage(pid);
     }
     eprintln!("{what}: before {base:?}, after {now:?}");
-    assert!(now.fds <= base.fds, "{what}: fds {} -> {}", base.fds, now.fds);
+    assert!(
+        now.fds <= base.fds,
+        "{what}: fds {} -> {}",
+        base.fds,
+        now.fds
+    );
     assert!(
         now.threads <= base.threads,
         "{what}: threads {} -> {}",
