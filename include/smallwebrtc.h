@@ -477,7 +477,8 @@ typedef struct SwrtcServerConfig {
    */
   size_t max_body;
   /**
-   * HTTP worker threads (1..=256). Default 4.
+   * Threads that run the routes (1..=256); HTTP I/O runs on one event loop thread
+   * besides them. Default 4.
    */
   uint32_t http_threads;
   /**
@@ -488,6 +489,64 @@ typedef struct SwrtcServerConfig {
    * Serve the built-in test page at "/". Default true.
    */
   bool serve_page;
+  /**
+   * Wait for a request line and headers from their first byte, in ms. Default 5000.
+   */
+  uint32_t http_head_timeout_ms;
+  /**
+   * Wait for a request body once its head is in, in ms. Default 5000.
+   */
+  uint32_t http_body_timeout_ms;
+  /**
+   * A kept-alive connection with no request this long is closed, in ms. Default 15000.
+   */
+  uint32_t http_idle_timeout_ms;
+  /**
+   * A response the client does not read within this drops its connection, in ms.
+   * Default 5000.
+   */
+  uint32_t http_write_timeout_ms;
+  /**
+   * Headers per request; more get HTTP 431. Default 64.
+   */
+  uint32_t max_headers;
+  /**
+   * Bytes of request line plus headers; more get HTTP 431. Default 16384.
+   */
+  uint32_t max_head_bytes;
+  /**
+   * Open HTTP connections; past it new ones get 503 and are closed. Default 256.
+   */
+  uint32_t max_connections;
+  /**
+   * Open HTTP connections from one source address. Default 32.
+   */
+  uint32_t max_connections_per_source;
+  /**
+   * Media sections (m-lines) per offer; more get HTTP 400. Default 8.
+   */
+  uint32_t max_offer_m_lines;
+  /**
+   * Remote ICE candidates per peer over all its PATCHes; a PATCH past it gets 400 (the
+   * ones added before stay). Default 64.
+   */
+  uint32_t max_remote_candidates;
+  /**
+   * Live peers; past it offers get 503 with Retry-After. Default 256.
+   */
+  uint32_t max_peers;
+  /**
+   * Live peers whose offers came from one source address. Default 32.
+   */
+  uint32_t max_peers_per_source;
+  /**
+   * Peers answered but not yet connected; past it offers get 503. Default 64.
+   */
+  uint32_t max_connecting_peers;
+  /**
+   * Not-yet-connected peers from one source address. Default 8.
+   */
+  uint32_t max_connecting_peers_per_source;
 } SwrtcServerConfig;
 
 /**
@@ -505,7 +564,7 @@ typedef struct SwrtcServerCallbacks {
    * still renegotiates it while it lives). Its events are pulled with
    * `swrtc_peer_poll_event`; call `swrtc_peer_connect` when ready. `pc_id` and
    * `request_data_json` (the client's request_data as JSON, "null" if none) are valid
-   * only during the call. Runs on one of the server's HTTP threads before the answer is
+   * only during the call. Runs on one of the server's handler threads before the answer is
    * sent: keep it short (hand the peer to another thread). Any `swrtc_*` function may be
    * called from it.
    */
@@ -963,8 +1022,10 @@ enum SwrtcResult swrtc_server_accept(const struct SwrtcServer *server,
 enum SwrtcResult swrtc_server_local_port(const struct SwrtcServer *server, uint16_t *port_out);
 
 /**
- * Stops the server: stops listening, waits for requests in progress (an `on_peer` call
- * in progress on another thread finishes first), and frees it. Peers the app holds live
+ * Stops the server: stops listening and closes every HTTP connection at once (a client
+ * stalled mid-request holds nothing), waits for the requests handler threads have (an
+ * `on_peer` call in progress on another thread finishes first; a route takes at most
+ * the 5 s command timeout besides it), and frees it. Peers the app holds live
  * on; peers not yet accepted are closed. NULL does nothing. Any thread, once per server;
  * from inside `on_peer` it returns without waiting for that call's own request.
  *

@@ -57,3 +57,70 @@ pub const COMMAND_QUEUE: usize = 4096;
 
 /// SCTP messages are kept below a 1280-byte path MTU (IPv6 minimum) minus headers.
 pub const DATAGRAM_MTU: usize = 1150;
+
+/// The signalling server's wait for a request line and headers, from the first byte (or
+/// from the end of the previous response). A client that trickles its head holds one
+/// connection slot at most this long.
+pub const HTTP_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The wait for a request body once its head is in. Offers are a few kB, sent at once;
+/// a body that stalls frees its connection slot after this.
+pub const HTTP_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A kept-alive connection with no request this long is closed (Pipecat's clients post an
+/// offer and a few PATCHes within a second or two; browsers reconnect when they need to).
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A response the client does not read within this is dropped with its connection (a
+/// client that pipelines requests and never reads the replies fills the socket buffer).
+pub const HTTP_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Headers per request; more get 431. Browsers send about 20.
+pub const HTTP_MAX_HEADERS: usize = 64;
+
+/// Bytes of request line plus headers; more get 431. Browsers send under 2 KiB; a page
+/// with many cookies stays well under this.
+pub const HTTP_MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Open HTTP connections at once; past it new ones get 503 and are closed. Each one costs
+/// an fd and its buffers (no thread); this keeps fds free for peers under a 1024-fd limit.
+pub const HTTP_MAX_CONNECTIONS: usize = 256;
+
+/// Open HTTP connections from one source address, so one flooding source cannot take all
+/// of [`HTTP_MAX_CONNECTIONS`] (a browser opens at most 6 per host).
+pub const HTTP_MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+
+/// Requests read and waiting for a handler thread; past it the request gets 503. Handlers
+/// run app code (`on_peer`) and take milliseconds, so a short queue is enough.
+pub const HTTP_HANDLER_QUEUE: usize = 64;
+
+/// How long the accept loop pauses after `EMFILE`/`ENFILE` before it tries again;
+/// connections wait in the kernel's backlog meanwhile (they hold none of our fds).
+pub const HTTP_ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The `Retry-After` seconds of a 503 (a cap or a full queue: try again soon).
+pub const HTTP_RETRY_AFTER_SECS: u32 = 2;
+
+/// m-lines (media sections) per offer; more get 400. Pipecat's clients send at most four
+/// (audio, video, screen video, data); each section costs the peer memory and sockets
+/// work, so an offer of hundreds of sections is an amplification attack.
+pub const MAX_OFFER_M_LINES: usize = 8;
+
+/// Remote ICE candidates added to one peer over its PATCHes; a PATCH past it is refused
+/// (the ones already added stay). Every candidate is a pair for ICE to check: thousands
+/// kept the I/O thread busy for seconds. Browsers trickle about 10.
+pub const MAX_REMOTE_CANDIDATES: usize = 64;
+
+/// Live peers of one signalling server (connecting or connected); past it an offer gets
+/// 503. Each holds UDP sockets (fds, ports) and codec state.
+pub const MAX_PEERS: usize = 256;
+
+/// Live peers whose offers came from one source address.
+pub const MAX_PEERS_PER_SOURCE: usize = 32;
+
+/// Peers answered but not yet connected (they hold sockets until their connect timeout,
+/// 60 s); past it an offer gets 503. A flood of offers that never connect stops here.
+pub const MAX_CONNECTING_PEERS: usize = 64;
+
+/// Not-yet-connected peers from one source address.
+pub const MAX_CONNECTING_PEERS_PER_SOURCE: usize = 8;

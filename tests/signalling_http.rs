@@ -123,7 +123,7 @@ fn garbage_on_the_socket_leaves_the_server_running_and_stop_frees_the_port() {
     }
     assert_eq!(request(addr, "GET", "/", b"").status, 200);
     s.stop();
-    // The port is free again (tiny_http's accept thread lets go of it just after).
+    // The port is free again once stop returns (retried briefly in case the kernel lags).
     let end = Instant::now() + Duration::from_secs(3);
     let again = loop {
         match Server::start(
@@ -142,4 +142,62 @@ fn garbage_on_the_socket_leaves_the_server_running_and_stop_frees_the_port() {
         }
     };
     assert_eq!(again.local_addr(), addr);
+}
+
+#[test]
+fn keep_alive_pipelining_head_chunked_bodies_and_100_continue() {
+    use std::io::Read;
+    let s = server();
+    let mut c = TcpStream::connect(s.local_addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Three requests in one write: HEAD of the page, a chunked /start, then a plain GET
+    // that closes.
+    c.write_all(
+        b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /start HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+          9\r\n{\"body\": \r\n8\r\n{\"a\":1}}\r\n0\r\n\r\n\
+          GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head1, rest) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head1.starts_with("HTTP/1.1 200"), "{head1}");
+    let page_len = smallwebrtc::signalling::routes::PAGE_HTML.len();
+    assert!(head1.contains(&format!("Content-Length: {page_len}")), "{head1}");
+    // No body after a HEAD reply: the next reply follows at once.
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest:.80}");
+    let (head2, rest) = rest.split_once("\r\n\r\n").unwrap();
+    let len: usize = head2
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&rest[..len]).unwrap();
+    assert!(json["sessionId"].is_string(), "{json}");
+    let sid = json["sessionId"].as_str().unwrap().to_owned();
+    assert!(rest[len..].starts_with("HTTP/1.1 404"), "{:.80}", &rest[len..]);
+    assert!(rest[len..].contains("Connection: close"));
+    // The chunked body became the session's data.
+    assert_eq!(s.registry().session_data(&sid), Some(json!({"a": 1})));
+
+    // Expect: 100-continue: the server asks for the body, then answers.
+    let body = json!({"sdp": synthetic_offer(), "type": "offer"}).to_string();
+    let mut c = TcpStream::connect(s.local_addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "POST /api/offer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    c.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.write_all(body.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    c.read_to_end(&mut raw).unwrap();
+    assert!(raw.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&raw));
 }

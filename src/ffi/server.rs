@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Error, ErrorKind};
 use crate::runtime::Runtime;
-use crate::signalling::{ConnectionMode, IceServer, NewPeer, Server, ServerConfig};
+use crate::signalling::{ConnectionMode, IceServer, NewPeer, Server, ServerConfig, ServerLimits};
 
 use super::peer::{from_c_config, to_c_config, SwrtcPeer, SwrtcPeerConfig};
 use super::runtime::SwrtcRuntime;
@@ -44,12 +44,43 @@ pub struct SwrtcServerConfig {
     pub ice_servers_json: *const c_char,
     /// Largest request body in bytes; larger ones get 413. Default 262144.
     pub max_body: usize,
-    /// HTTP worker threads (1..=256). Default 4.
+    /// Threads that run the routes (1..=256); HTTP I/O runs on one event loop thread
+    /// besides them. Default 4.
     pub http_threads: u32,
     /// The name in pc_ids (`"<name>-<32 hex>"`). NULL: "SmallWebRTCConnection".
     pub pc_id_name: *const c_char,
     /// Serve the built-in test page at "/". Default true.
     pub serve_page: bool,
+    /// Wait for a request line and headers from their first byte, in ms. Default 5000.
+    pub http_head_timeout_ms: u32,
+    /// Wait for a request body once its head is in, in ms. Default 5000.
+    pub http_body_timeout_ms: u32,
+    /// A kept-alive connection with no request this long is closed, in ms. Default 15000.
+    pub http_idle_timeout_ms: u32,
+    /// A response the client does not read within this drops its connection, in ms.
+    /// Default 5000.
+    pub http_write_timeout_ms: u32,
+    /// Headers per request; more get HTTP 431. Default 64.
+    pub max_headers: u32,
+    /// Bytes of request line plus headers; more get HTTP 431. Default 16384.
+    pub max_head_bytes: u32,
+    /// Open HTTP connections; past it new ones get 503 and are closed. Default 256.
+    pub max_connections: u32,
+    /// Open HTTP connections from one source address. Default 32.
+    pub max_connections_per_source: u32,
+    /// Media sections (m-lines) per offer; more get HTTP 400. Default 8.
+    pub max_offer_m_lines: u32,
+    /// Remote ICE candidates per peer over all its PATCHes; a PATCH past it gets 400 (the
+    /// ones added before stay). Default 64.
+    pub max_remote_candidates: u32,
+    /// Live peers; past it offers get 503 with Retry-After. Default 256.
+    pub max_peers: u32,
+    /// Live peers whose offers came from one source address. Default 32.
+    pub max_peers_per_source: u32,
+    /// Peers answered but not yet connected; past it offers get 503. Default 64.
+    pub max_connecting_peers: u32,
+    /// Not-yet-connected peers from one source address. Default 8.
+    pub max_connecting_peers_per_source: u32,
 }
 
 /// Callbacks of a server. With `on_peer` NULL (or no callbacks), new peers wait for
@@ -64,7 +95,7 @@ pub struct SwrtcServerCallbacks {
     /// still renegotiates it while it lives). Its events are pulled with
     /// `swrtc_peer_poll_event`; call `swrtc_peer_connect` when ready. `pc_id` and
     /// `request_data_json` (the client's request_data as JSON, "null" if none) are valid
-    /// only during the call. Runs on one of the server's HTTP threads before the answer is
+    /// only during the call. Runs on one of the server's handler threads before the answer is
     /// sent: keep it short (hand the peer to another thread). Any `swrtc_*` function may be
     /// called from it.
     pub on_peer: Option<
@@ -111,6 +142,9 @@ pub unsafe extern "C" fn swrtc_server_config_default(cfg: *mut SwrtcServerConfig
     }
     guard(|| {
         let d = ServerConfig::default();
+        let l = &d.limits;
+        let ms = |t: Duration| u32::try_from(t.as_millis()).unwrap_or(u32::MAX);
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let c = SwrtcServerConfig {
             addr: std::ptr::null(),
             peer: to_c_config(&d.peer),
@@ -122,6 +156,20 @@ pub unsafe extern "C" fn swrtc_server_config_default(cfg: *mut SwrtcServerConfig
             http_threads: d.http_threads as u32,
             pc_id_name: std::ptr::null(),
             serve_page: d.serve_page,
+            http_head_timeout_ms: ms(l.head_timeout),
+            http_body_timeout_ms: ms(l.body_timeout),
+            http_idle_timeout_ms: ms(l.idle_timeout),
+            http_write_timeout_ms: ms(l.write_timeout),
+            max_headers: count(l.max_headers),
+            max_head_bytes: count(l.max_head_bytes),
+            max_connections: count(l.max_connections),
+            max_connections_per_source: count(l.max_connections_per_source),
+            max_offer_m_lines: count(l.max_offer_m_lines),
+            max_remote_candidates: count(l.max_remote_candidates),
+            max_peers: count(l.max_peers),
+            max_peers_per_source: count(l.max_peers_per_source),
+            max_connecting_peers: count(l.max_connecting_peers),
+            max_connecting_peers_per_source: count(l.max_connecting_peers_per_source),
         };
         // SAFETY: checked non-NULL; the caller guarantees it is writable.
         unsafe { cfg.write(c) };
@@ -170,6 +218,26 @@ unsafe fn from_c_server_config(c: &SwrtcServerConfig) -> Result<ServerConfig, Er
         cfg.pc_id_name = n.to_owned();
     }
     cfg.serve_page = c.serve_page;
+    let ms = |v: u32| Duration::from_millis(v.into());
+    let n = |v: u32| v as usize;
+    cfg.limits = ServerLimits {
+        head_timeout: ms(c.http_head_timeout_ms),
+        body_timeout: ms(c.http_body_timeout_ms),
+        idle_timeout: ms(c.http_idle_timeout_ms),
+        write_timeout: ms(c.http_write_timeout_ms),
+        max_headers: n(c.max_headers),
+        max_head_bytes: n(c.max_head_bytes),
+        max_connections: n(c.max_connections),
+        max_connections_per_source: n(c.max_connections_per_source),
+        max_offer_m_lines: n(c.max_offer_m_lines),
+        max_remote_candidates: n(c.max_remote_candidates),
+        max_peers: n(c.max_peers),
+        max_peers_per_source: n(c.max_peers_per_source),
+        max_connecting_peers: n(c.max_connecting_peers),
+        max_connecting_peers_per_source: n(c.max_connecting_peers_per_source),
+    };
+    // Zeros (a config not filled from the defaults) are refused here, with the field name.
+    cfg.limits.validate()?;
     Ok(cfg)
 }
 
@@ -320,8 +388,10 @@ pub unsafe extern "C" fn swrtc_server_local_port(
     })
 }
 
-/// Stops the server: stops listening, waits for requests in progress (an `on_peer` call
-/// in progress on another thread finishes first), and frees it. Peers the app holds live
+/// Stops the server: stops listening and closes every HTTP connection at once (a client
+/// stalled mid-request holds nothing), waits for the requests handler threads have (an
+/// `on_peer` call in progress on another thread finishes first; a route takes at most
+/// the 5 s command timeout besides it), and frees it. Peers the app holds live
 /// on; peers not yet accepted are closed. NULL does nothing. Any thread, once per server;
 /// from inside `on_peer` it returns without waiting for that call's own request.
 ///

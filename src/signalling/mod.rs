@@ -1,7 +1,8 @@
 //! The embeddable HTTP signalling server, a drop-in for Pipecat's SmallWebRTC endpoints:
 //! `POST`/`PATCH /api/offer`, `POST /sessions/{id}/api/offer`, `POST /start`, a built-in
 //! test page at `/`. Routes are plain functions over a request and the [`Registry`]
-//! ([`routes::handle`]); tiny_http is a thin adapter on a small fixed pool of threads.
+//! ([`routes::handle`]); `server` is a small HTTP/1.1 server on a mio event loop that feeds
+//! them to a bounded pool of handler threads, with deadlines and caps no client can outlast.
 //! Must not reach into peers' internals: it drives them through the public [`Peer`] API.
 //!
 //! ```no_run
@@ -14,11 +15,13 @@
 //! # Ok::<(), smallwebrtc::Error>(())
 //! ```
 
+mod conn;
 pub mod echo;
 pub mod esp32;
 pub mod http;
 pub mod registry;
 pub mod routes;
+mod server;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -34,6 +37,7 @@ use crate::runtime::{PeerHandler, Runtime};
 
 pub use http::{Request, Response};
 pub use registry::{Answer, OfferRequest, Registry, RouteError};
+pub use server::{HttpStats, ServerLimits};
 
 /// Pipecat's default port for its development runner.
 pub const DEFAULT_PORT: u16 = 7860;
@@ -62,8 +66,9 @@ impl fmt::Debug for NewPeer {
     }
 }
 
-/// Called with each new peer, on the HTTP thread that answers its offer, before the answer
-/// is sent: keep it short (hand the peer to another thread).
+/// Called with each new peer, on the handler thread that answers its offer, before the
+/// answer is sent: keep it short (hand the peer to another thread). While it runs, that
+/// handler thread serves no other request (the others and every connection's I/O go on).
 pub type OnPeer = Arc<dyn Fn(NewPeer) + Send + Sync>;
 
 /// Chooses the event handler of a peer about to be created, from its pc_id and
@@ -114,8 +119,11 @@ pub struct ServerConfig {
     pub ice_servers: Vec<IceServer>,
     /// Largest request body; larger ones get 413.
     pub max_body: usize,
-    /// HTTP worker threads. Default 4.
+    /// Threads that run the routes (HTTP I/O runs on one event loop thread besides them).
+    /// Default 4.
     pub http_threads: usize,
+    /// Deadlines and caps: connections, headers, peers, m-lines, candidates.
+    pub limits: ServerLimits,
     /// The `<name>` of pc_ids.
     pub pc_id_name: String,
     /// Serve the built-in test page at `/`.
@@ -136,6 +144,7 @@ impl Default for ServerConfig {
             ice_servers: Vec::new(),
             max_body: DEFAULT_MAX_BODY,
             http_threads: 4,
+            limits: ServerLimits::default(),
             pc_id_name: "SmallWebRTCConnection".into(),
             serve_page: true,
             peer_handler: None,
@@ -154,6 +163,7 @@ impl fmt::Debug for ServerConfig {
             .field("ice_servers", &self.ice_servers)
             .field("max_body", &self.max_body)
             .field("http_threads", &self.http_threads)
+            .field("limits", &self.limits)
             .field("pc_id_name", &self.pc_id_name)
             .field("serve_page", &self.serve_page)
             .field("peer_handler", &self.peer_handler.is_some())
@@ -165,7 +175,7 @@ impl fmt::Debug for ServerConfig {
 /// the app holds live on, peers not yet accepted close.
 pub struct Server {
     registry: Arc<Registry>,
-    http: http::HttpListener,
+    http: server::HttpServer,
 }
 
 impl Server {
@@ -178,13 +188,18 @@ impl Server {
         if cfg.pc_id_name.is_empty() || !cfg.pc_id_name.is_ascii() {
             return Err(crate::Error::invalid("pc_id_name must be non-empty ASCII"));
         }
-        let (addr, threads, max_body) = (cfg.addr, cfg.http_threads, cfg.max_body);
+        if cfg.max_body == 0 {
+            return Err(crate::Error::invalid("max_body must be above zero"));
+        }
+        cfg.limits.validate()?;
+        let (addr, threads) = (cfg.addr, cfg.http_threads);
+        let bounds = server::HttpBounds::new(&cfg.limits, cfg.max_body);
         let registry = Arc::new(Registry::new(cfg, on_peer)?);
         let reg = registry.clone();
-        let http = http::HttpListener::start(
+        let http = server::HttpServer::start(
             addr,
             threads,
-            max_body,
+            bounds,
             Arc::new(move |req| routes::handle(req, &reg)),
         )?;
         Ok(Server { registry, http })
@@ -216,7 +231,16 @@ impl Server {
         &self.registry
     }
 
-    /// Stops listening and waits for the HTTP threads (requests in progress finish).
+    /// Counters of the HTTP listener: connections accepted, refused at a cap, timed out,
+    /// accept failures for want of fds.
+    pub fn http_stats(&self) -> HttpStats {
+        self.http.stats()
+    }
+
+    /// Stops listening and closes every connection at once (a client stalled mid-request
+    /// holds nothing), then waits for the handler threads to finish the requests they
+    /// have: bounded by one route (an offer waits for its peer at most the 5 s command
+    /// timeout) plus the app's `on_peer`.
     pub fn stop(mut self) {
         self.shutdown();
     }

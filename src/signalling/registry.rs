@@ -4,6 +4,7 @@
 //! dropped. Knows nothing of HTTP.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,14 @@ impl From<Error> for RouteError {
     }
 }
 
+/// A peer the registry knows: held weakly (the app owns it), with where its offer came
+/// from (for the per-source caps) and how many remote candidates it was given.
+struct Entry {
+    peer: Weak<Peer>,
+    source: Option<IpAddr>,
+    candidates: usize,
+}
+
 struct StartSession {
     data: Value,
     created: Instant,
@@ -94,7 +103,7 @@ struct StartSession {
 pub struct Registry {
     cfg: ServerConfig,
     runtime: Runtime,
-    peers: Mutex<HashMap<String, Weak<Peer>>>,
+    peers: Mutex<HashMap<String, Entry>>,
     sessions: Mutex<HashMap<String, StartSession>>,
     /// Serialises offers in single mode so two clients cannot both become "the" connection.
     single: Mutex<()>,
@@ -137,7 +146,29 @@ impl Registry {
     /// Answers an offer: renegotiates the peer named by `pc_id`, restarts it
     /// (`restart_pc`), or creates a new peer and hands it to the app.
     pub fn offer(&self, req: OfferRequest) -> Result<Answer, RouteError> {
-        // Reject garbage before binding sockets for it.
+        self.offer_from(req, None)
+    }
+
+    /// [`Registry::offer`] from `source` (the client's address), which the per-source peer
+    /// caps count against; `None` counts only against the overall caps.
+    pub fn offer_from(
+        &self,
+        req: OfferRequest,
+        source: Option<IpAddr>,
+    ) -> Result<Answer, RouteError> {
+        // Reject garbage, and offers of hundreds of media sections (each costs the peer
+        // memory), before binding sockets for them.
+        let lim = &self.cfg.limits;
+        let m_lines = req.sdp.lines().filter(|l| l.starts_with("m=")).count();
+        if m_lines > lim.max_offer_m_lines {
+            return Err(RouteError::new(
+                400,
+                format!(
+                    "the offer has {m_lines} media sections; at most {} are accepted",
+                    lim.max_offer_m_lines
+                ),
+            ));
+        }
         sdp::parse_offer(&req.sdp).map_err(RouteError::from)?;
         let compact = self.cfg.esp32 || esp32::is_esp32_offer(&req.sdp);
         let _single = (self.cfg.mode == ConnectionMode::Single).then(|| self.single.lock());
@@ -174,6 +205,7 @@ impl Registry {
             ));
         }
 
+        self.admit(source)?;
         let pc_id = new_pc_id(&self.cfg.pc_id_name)?;
         let handler = self
             .cfg
@@ -187,9 +219,14 @@ impl Registry {
         )?);
         // On failure the peer is dropped here, which closes it.
         let answer = self.finish(peer.handle_offer(&req.sdp)?, &req.sdp, compact)?;
-        self.peers
-            .lock()
-            .insert(pc_id.clone(), Arc::downgrade(&peer));
+        self.peers.lock().insert(
+            pc_id.clone(),
+            Entry {
+                peer: Arc::downgrade(&peer),
+                source,
+                candidates: 0,
+            },
+        );
         let new = NewPeer {
             peer,
             pc_id: pc_id.clone(),
@@ -211,10 +248,30 @@ impl Registry {
 
     /// Adds trickled candidates (`""` ends them) to the peer named `pc_id`. Candidates the
     /// peer cannot parse (such as mDNS `.local` ones) are skipped, as browsers expect.
+    /// A peer takes at most `limits.max_remote_candidates` over all its PATCHes: one that
+    /// would pass it is refused whole with 400 (the ones added before stay).
     pub fn add_candidates(&self, pc_id: &str, candidates: &[String]) -> Result<(), RouteError> {
         let peer = self
             .live_peer(pc_id)
             .ok_or_else(|| RouteError::new(404, format!("unknown pc_id {pc_id}")))?;
+        let max = self.cfg.limits.max_remote_candidates;
+        {
+            let mut peers = self.peers.lock();
+            let Some(entry) = peers.get_mut(pc_id) else {
+                return Err(RouteError::new(404, format!("unknown pc_id {pc_id}")));
+            };
+            let n = candidates.iter().filter(|c| !c.is_empty()).count();
+            if entry.candidates + n > max {
+                return Err(RouteError::new(
+                    400,
+                    format!(
+                        "too many remote candidates for {pc_id}: {} given before, {n} now, at most {max} per peer",
+                        entry.candidates
+                    ),
+                ));
+            }
+            entry.candidates += n;
+        }
         for c in candidates {
             match peer.add_ice_candidate(c) {
                 Ok(()) => {}
@@ -291,8 +348,57 @@ impl Registry {
         while self.pending_rx.try_recv().is_ok() {}
     }
 
+    /// Refuses a new peer (503, with `Retry-After` from the routes) past the caps on live
+    /// and not-yet-connected peers, overall and from `source`. Concurrent offers may pass
+    /// together, so a cap can be overshot by at most the number of handler threads.
+    fn admit(&self, source: Option<IpAddr>) -> Result<(), RouteError> {
+        let lim = &self.cfg.limits;
+        let (mut live, mut connecting, mut live_src, mut connecting_src) = (0, 0, 0, 0);
+        let mut held = Vec::new();
+        for e in self.peers.lock().values() {
+            let Some(p) = e.peer.upgrade() else { continue };
+            let state = p.state();
+            held.push(p);
+            if state == PeerState::Closed {
+                continue;
+            }
+            let not_yet = matches!(state, PeerState::New | PeerState::Connecting);
+            let same = source.is_some() && e.source == source;
+            live += 1;
+            connecting += usize::from(not_yet);
+            live_src += usize::from(same);
+            connecting_src += usize::from(same && not_yet);
+        }
+        // A last handle's drop closes a peer, which must not happen under our lock.
+        drop(held);
+        let full = if live >= lim.max_peers {
+            Some(format!("{live} peers are live (at most {})", lim.max_peers))
+        } else if connecting >= lim.max_connecting_peers {
+            Some(format!(
+                "{connecting} peers are connecting (at most {})",
+                lim.max_connecting_peers
+            ))
+        } else if live_src >= lim.max_peers_per_source {
+            Some(format!(
+                "{live_src} peers from your address are live (at most {})",
+                lim.max_peers_per_source
+            ))
+        } else if connecting_src >= lim.max_connecting_peers_per_source {
+            Some(format!(
+                "{connecting_src} peers from your address are connecting (at most {})",
+                lim.max_connecting_peers_per_source
+            ))
+        } else {
+            None
+        };
+        match full {
+            Some(why) => Err(RouteError::new(503, format!("server busy: {why}"))),
+            None => Ok(()),
+        }
+    }
+
     fn live_peer(&self, pc_id: &str) -> Option<Arc<Peer>> {
-        let weak = self.peers.lock().get(pc_id).cloned()?;
+        let weak = self.peers.lock().get(pc_id).map(|e| e.peer.clone())?;
         weak.upgrade().filter(|p| p.state() != PeerState::Closed)
     }
 
@@ -306,7 +412,7 @@ impl Registry {
         // Upgraded handles are dropped after the lock: a last handle's drop closes a peer,
         // which must not happen under our lock.
         let mut held = Vec::new();
-        self.peers.lock().retain(|_, w| match w.upgrade() {
+        self.peers.lock().retain(|_, e| match e.peer.upgrade() {
             None => false,
             Some(p) => {
                 let live = p.state() != PeerState::Closed;

@@ -69,6 +69,8 @@ fn offer_endpoint(req: &Request, reg: &Registry, session: Option<Value>) -> Resp
 fn result(r: Result<Value, RouteError>) -> Response {
     match r {
         Ok(v) => Response::json(200, &v),
+        // A cap or a full queue: the client may try again soon.
+        Err(e) if e.status == 503 => super::server::busy(&e.message),
         Err(e) => Response::error(e.status, e.message),
     }
 }
@@ -135,12 +137,13 @@ fn post_offer(req: &Request, reg: &Registry, session: Option<Value>) -> Result<V
             .or_else(|| body.remove("requestData"))
             .unwrap_or(Value::Null)
     });
-    let answer = reg.offer(OfferRequest {
+    let offer = OfferRequest {
         sdp,
         pc_id,
         restart_pc,
         request_data,
-    })?;
+    };
+    let answer = reg.offer_from(offer, req.peer_addr.map(|a| a.ip()))?;
     Ok(json!({ "sdp": answer.sdp, "type": "answer", "pc_id": answer.pc_id }))
 }
 
