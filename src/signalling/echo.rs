@@ -122,14 +122,21 @@ impl PeerHandler for EchoHandler {
 }
 
 /// A live echo's queue control. Input frames arrive with network jitter while output
-/// leaves on a fixed 20 ms grid, so one late frame leaves a whole frame standing in the
-/// queue for good. Bound it: drop input past 100 ms queued, and drop one frame when the
-/// queue never fell below 20 ms for half a second.
+/// leaves on a fixed 20 ms grid, so one late frame (or a lost one recovered together with
+/// the next) leaves a whole frame standing in the queue for good. Bound it: drop input past
+/// 100 ms queued, and when the queue never fell below 20 ms for half a second, drop one
+/// frame: the next quiet one (a pause costs nothing to shorten), or any after another half
+/// second without a pause.
 #[derive(Default)]
 struct LiveEcho {
     window_min: Option<Duration>,
     frames: u32,
+    /// Frames waited so far for a quiet one to drop, once standing delay was found.
+    trim_pending: Option<u32>,
 }
+
+/// A frame whose samples all stay under this is a pause (about -30 dBFS).
+const LIVE_ECHO_QUIET: u16 = 1000;
 
 impl LiveEcho {
     fn echo(&mut self, peer: &Peer, frame: &AudioFrame) {
@@ -143,10 +150,21 @@ impl LiveEcho {
         if self.frames >= LIVE_ECHO_WINDOW {
             let standing = self.window_min.take().unwrap_or_default();
             self.frames = 0;
-            if standing >= LIVE_ECHO_STANDING {
-                debug!("echo: {standing:?} standing delay, frame dropped");
+            if standing >= LIVE_ECHO_STANDING && self.trim_pending.is_none() {
+                self.trim_pending = Some(0);
+            }
+        }
+        if let Some(waited) = self.trim_pending {
+            let quiet = frame
+                .samples
+                .iter()
+                .all(|s| s.unsigned_abs() < LIVE_ECHO_QUIET);
+            if quiet || waited >= LIVE_ECHO_WINDOW {
+                self.trim_pending = None;
+                debug!("echo: standing delay, frame dropped (quiet: {quiet})");
                 return;
             }
+            self.trim_pending = Some(waited + 1);
         }
         if let Err(e) = peer.try_write_audio(&frame.samples) {
             debug!("echo: audio frame dropped: {e}");
