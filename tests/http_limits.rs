@@ -151,3 +151,23 @@ fn zero_limits_are_refused() {
         assert!(e.to_string().contains("must be above zero"), "{e}");
     }
 }
+
+/// The fuzz target's seed corpus (and any crash it finds, once added there) through the
+/// same checks the fuzz target makes.
+#[test]
+fn the_request_parser_holds_on_the_fuzz_corpus() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/http_request");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        smallwebrtc::signalling::fuzz_http_request(&data);
+        // Every split size too.
+        for split in 1..=32u8 {
+            let mut d = data.clone();
+            d[0] = split;
+            smallwebrtc::signalling::fuzz_http_request(&d);
+        }
+        n += 1;
+    }
+    assert!(n >= 5);
+}

@@ -165,7 +165,10 @@ fn keep_alive_pipelining_head_chunked_bodies_and_100_continue() {
     let (head1, rest) = text.split_once("\r\n\r\n").unwrap();
     assert!(head1.starts_with("HTTP/1.1 200"), "{head1}");
     let page_len = smallwebrtc::signalling::routes::PAGE_HTML.len();
-    assert!(head1.contains(&format!("Content-Length: {page_len}")), "{head1}");
+    assert!(
+        head1.contains(&format!("Content-Length: {page_len}")),
+        "{head1}"
+    );
     // No body after a HEAD reply: the next reply follows at once.
     assert!(rest.starts_with("HTTP/1.1 200"), "{rest:.80}");
     let (head2, rest) = rest.split_once("\r\n\r\n").unwrap();
@@ -178,7 +181,11 @@ fn keep_alive_pipelining_head_chunked_bodies_and_100_continue() {
     let json: serde_json::Value = serde_json::from_str(&rest[..len]).unwrap();
     assert!(json["sessionId"].is_string(), "{json}");
     let sid = json["sessionId"].as_str().unwrap().to_owned();
-    assert!(rest[len..].starts_with("HTTP/1.1 404"), "{:.80}", &rest[len..]);
+    assert!(
+        rest[len..].starts_with("HTTP/1.1 404"),
+        "{:.80}",
+        &rest[len..]
+    );
     assert!(rest[len..].contains("Connection: close"));
     // The chunked body became the session's data.
     assert_eq!(s.registry().session_data(&sid), Some(json!({"a": 1})));
@@ -199,5 +206,9 @@ fn keep_alive_pipelining_head_chunked_bodies_and_100_continue() {
     c.write_all(body.as_bytes()).unwrap();
     let mut raw = Vec::new();
     c.read_to_end(&mut raw).unwrap();
-    assert!(raw.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
 }

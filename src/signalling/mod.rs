@@ -19,6 +19,7 @@ mod conn;
 pub mod echo;
 pub mod esp32;
 pub mod http;
+mod parse;
 pub mod registry;
 pub mod routes;
 mod server;
@@ -38,6 +39,13 @@ use crate::runtime::{PeerHandler, Runtime};
 pub use http::{Request, Response};
 pub use registry::{Answer, OfferRequest, Registry, RouteError};
 pub use server::{HttpStats, ServerLimits};
+
+/// Feeds `data` to the HTTP request parser in pieces, as a connection would, and panics
+/// if anything that must hold for any input does not (for fuzzing; not part of the API).
+#[doc(hidden)]
+pub fn fuzz_http_request(data: &[u8]) {
+    parse::check_any_input(data);
+}
 
 /// Pipecat's default port for its development runner.
 pub const DEFAULT_PORT: u16 = 7860;
