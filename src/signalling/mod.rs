@@ -19,6 +19,7 @@ pub mod esp32;
 pub mod http;
 pub mod registry;
 pub mod routes;
+mod stats_route;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
