@@ -651,11 +651,11 @@ typedef struct SwrtcNetworkStats {
   /**
    * Our address in the pair, "ip:port" ("[ip]:port" for IPv6), NUL-terminated.
    */
-  char local_address[ADDRESS_LEN];
+  char local_address[64];
   /**
    * The client's address in the pair, NUL-terminated.
    */
-  char remote_address[ADDRESS_LEN];
+  char remote_address[64];
 } SwrtcNetworkStats;
 
 /**

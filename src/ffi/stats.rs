@@ -11,7 +11,8 @@ use crate::session::{CandidateType, NetworkStats, TransportProtocol};
 use super::peer::{peer_ref, SwrtcPeer};
 use super::{guard, SwrtcResult};
 
-/// Bytes of an address field: "[ipv6]:port" fits with its NUL.
+/// Bytes of an address field (spelled out in the struct for the C header): the longest
+/// "[ipv6%scope]:port" fits with its NUL.
 const ADDRESS_LEN: usize = 64;
 
 /// The type of an ICE candidate.
@@ -79,9 +80,9 @@ pub struct SwrtcNetworkStats {
     /// UDP or TCP.
     pub transport: SwrtcTransport,
     /// Our address in the pair, "ip:port" ("[ip]:port" for IPv6), NUL-terminated.
-    pub local_address: [c_char; ADDRESS_LEN],
+    pub local_address: [c_char; 64],
     /// The client's address in the pair, NUL-terminated.
-    pub remote_address: [c_char; ADDRESS_LEN],
+    pub remote_address: [c_char; 64],
 }
 
 fn candidate(t: CandidateType) -> SwrtcCandidateType {
