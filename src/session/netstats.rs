@@ -229,3 +229,79 @@ fn fold(per_mid: &mut Vec<(Mid, u64)>, mid: Mid, count: u64) -> u64 {
     }
     per_mid.iter().map(|(_, c)| c).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use str0m::stats::{CandidatePairStats, CandidateStats};
+
+    fn report(at: Instant, rx: u64, tx: u64, remote: SocketAddr) -> PeerStats {
+        PeerStats {
+            peer_bytes_rx: rx,
+            peer_bytes_tx: tx,
+            bytes_rx: 0,
+            bytes_tx: 0,
+            timestamp: at,
+            bwe_tx: None,
+            egress_loss_fraction: None,
+            ingress_loss_fraction: Some(0.25),
+            rtt: Some(Duration::from_millis(40)),
+            selected_candidate_pair: Some(CandidatePairStats {
+                protocol: Protocol::Udp,
+                local: CandidateStats {
+                    addr: "10.0.0.1:5000".parse().unwrap(),
+                },
+                remote: CandidateStats { addr: remote },
+                current_round_trip_time: Some(Duration::from_micros(1500)),
+                total_round_trip_time: Duration::ZERO,
+                responses_received: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn bitrate_is_averaged_over_the_last_reports_and_pairs_are_typed() {
+        let mut t = NetStatsTracker::default();
+        t.note_sdp_candidates(
+            "a=candidate:1 1 udp 2130706431 10.0.0.1 5000 typ host\r\n",
+            true,
+        );
+        t.note_sdp_candidates(
+            "a=candidate:2 1 udp 1694498815 203.0.113.9 6000 typ srflx raddr 0.0.0.0 rport 0\r\n",
+            false,
+        );
+        let t0 = Instant::now();
+        let srflx: SocketAddr = "203.0.113.9:6000".parse().unwrap();
+        // 10 kB/s in, 20 kB/s out for 5 s; the window keeps the last 4 reports (3 s).
+        for i in 0..6u64 {
+            t.on_peer(&report(
+                t0 + Duration::from_secs(i),
+                10_000 * i,
+                20_000 * i,
+                srflx,
+            ));
+        }
+        let s = t.stats();
+        assert_eq!(s.reports, 6);
+        assert_eq!(s.bitrate_in_bps, 80_000);
+        assert_eq!(s.bitrate_out_bps, 160_000);
+        assert_eq!(s.bytes_out, 100_000);
+        // The ICE check's RTT wins over RTCP's.
+        assert_eq!(s.rtt_ms, Some(1.5));
+        assert_eq!(s.loss_in, Some(0.25));
+        let pair = s.selected_pair.clone().unwrap();
+        assert_eq!(pair.local_type, CandidateType::Host);
+        assert_eq!(pair.remote_type, CandidateType::Srflx);
+        // An address no candidate announced: peer-reflexive.
+        let learned: SocketAddr = "198.51.100.7:7000".parse().unwrap();
+        t.on_peer(&report(
+            t0 + Duration::from_secs(6),
+            60_000,
+            120_000,
+            learned,
+        ));
+        let pair = t.stats().selected_pair.clone().unwrap();
+        assert_eq!(pair.remote_type, CandidateType::Prflx);
+        assert_eq!(pair.remote_address, learned);
+    }
+}
