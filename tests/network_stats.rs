@@ -13,6 +13,7 @@ use common::peers::{loopback, open_str0m};
 use common::str0m_client::{ClientEvent, ClientOptions, TestClient};
 use serde_json::{json, Value};
 use smallwebrtc::media::audio::OpusEncoder;
+use smallwebrtc::signalling::{routes, Registry, Request, ServerConfig};
 use smallwebrtc::{CandidateType, NetworkStats, Peer, TransportProtocol};
 
 const T: Duration = Duration::from_secs(20);
@@ -210,4 +211,53 @@ fn aiortc_session_measures_both_ways() {
     assert_eq!(pair.protocol, TransportProtocol::Udp);
     assert!(pair.remote_address.ip().is_loopback(), "{pair:?}");
     assert!(client.close());
+}
+
+#[test]
+fn stats_route_serves_the_report_and_clear_errors() {
+    let reg = Registry::new(
+        ServerConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            peer: loopback(),
+            ..ServerConfig::default()
+        },
+        None,
+    )
+    .unwrap();
+    let get = |path: &str| routes::handle(&Request::new("GET", path, Vec::new()), &reg);
+    assert_eq!(get("/api/stats").status, 400);
+    assert_eq!(get("/api/stats?pc_id=").status, 400);
+    assert_eq!(get("/api/stats?pc_id=nobody").status, 404);
+    let post = routes::handle(&Request::new("POST", "/api/stats?pc_id=x", "{}"), &reg);
+    assert_eq!(post.status, 405);
+
+    let mut client = TestClient::new(ClientOptions::default());
+    let body = json!({"sdp": client.offer(), "type": "offer"}).to_string();
+    let r = routes::handle(&Request::new("POST", "/api/offer", body), &reg);
+    assert_eq!(r.status, 200);
+    let answer = r.body_json();
+    client
+        .accept_answer(answer["sdp"].as_str().unwrap())
+        .unwrap();
+    let pc_id = answer["pc_id"].as_str().unwrap().to_owned();
+    let end = Instant::now() + T;
+    let report = loop {
+        let r = get(&format!("/api/stats?pc_id={pc_id}"));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("Content-Type"), Some("application/json"));
+        let v = r.body_json();
+        if !v["network"]["selected_pair"].is_null() {
+            break v;
+        }
+        assert!(Instant::now() < end, "no pair in {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        report["network"]["selected_pair"]["remote_type"],
+        json!("host")
+    );
+    assert_eq!(
+        report["network"]["selected_pair"]["remote_address"],
+        json!(client.local_addr().to_string())
+    );
 }
