@@ -863,9 +863,12 @@ enum SwrtcResult swrtc_peer_get_audio_stats(const struct SwrtcPeer *peer,
  * The callback runs on the thread that logged: an I/O thread, a codec worker, the
  * callback thread or the app's own thread inside a `swrtc_*` call, possibly several at
  * once. It must be thread-safe, return quickly and never block (it holds up that
- * thread's peers: hand the text to a queue). Messages logged by `swrtc_*` calls made from
- * inside it are not forwarded. It must not call `swrtc_set_log_callback` (that call
- * returns `SWRTC_ERR_INVALID_ARGUMENT`). `user_data` must stay valid until the callback
+ * thread's peers: hand the text to a queue). It must not call `swrtc_*` functions that
+ * wait for a peer's I/O thread (`swrtc_peer_handle_offer`, `_add_ice_candidate`,
+ * `_connect`, `_send_message`, `_get_stats`, `_get_network_stats`, `_get_stats_json`):
+ * it may be running on that very thread, which would stall until the command timeout.
+ * Messages logged by `swrtc_*` calls made from inside it are not forwarded. It must not
+ * call `swrtc_set_log_callback` (that call returns `SWRTC_ERR_INVALID_ARGUMENT`). `user_data` must stay valid until the callback
  * is replaced.
  *
  * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (level out of range, another subscriber installed,

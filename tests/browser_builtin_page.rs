@@ -37,5 +37,8 @@ fn builtin_page_connects_and_hears_its_echo() {
     assert_eq!(n["selected_pair"]["protocol"], "udp", "{s}");
     assert!(n["bytes_in"].as_u64().unwrap_or(0) > 0 && n["bytes_out"].as_u64().unwrap_or(0) > 0);
     assert!(s["plotPoints"].as_u64().unwrap_or(0) >= 3, "{s}");
-    assert!(s["text"].as_str().unwrap_or("").contains("pair: host"), "{s}");
+    assert!(
+        s["text"].as_str().unwrap_or("").contains("pair: host"),
+        "{s}"
+    );
 }
