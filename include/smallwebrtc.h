@@ -63,6 +63,36 @@ typedef enum SwrtcResult {
 } SwrtcResult;
 
 /**
+ * Severity of a log message; a filter lets a level and every more severe one through.
+ */
+typedef enum SwrtcLogLevel {
+  /**
+   * Nothing (as a filter: logging off).
+   */
+  SWRTC_LOG_OFF = 0,
+  /**
+   * Something failed: a peer closed on an error, a socket failed.
+   */
+  SWRTC_LOG_ERROR = 1,
+  /**
+   * Something was dropped or refused.
+   */
+  SWRTC_LOG_WARN = 2,
+  /**
+   * Lifecycle: peers, servers, connections.
+   */
+  SWRTC_LOG_INFO = 3,
+  /**
+   * Per-peer detail (rejected datagrams, ignored messages).
+   */
+  SWRTC_LOG_DEBUG = 4,
+  /**
+   * Very verbose, includes the WebRTC stack's per-packet traces.
+   */
+  SWRTC_LOG_TRACE = 5,
+} SwrtcLogLevel;
+
+/**
  * The state of a peer as the app sees it.
  */
 typedef enum SwrtcPeerState {
@@ -109,6 +139,50 @@ typedef enum SwrtcEventKind {
    */
   SWRTC_EVENT_TRACK_STATUS = 2,
 } SwrtcEventKind;
+
+/**
+ * The type of an ICE candidate.
+ */
+typedef enum SwrtcCandidateType {
+  /**
+   * No pair selected yet.
+   */
+  SWRTC_CANDIDATE_UNKNOWN = 0,
+  /**
+   * A local interface's address.
+   */
+  SWRTC_CANDIDATE_HOST = 1,
+  /**
+   * The address a STUN server saw, or the configured 1:1 NAT address.
+   */
+  SWRTC_CANDIDATE_SRFLX = 2,
+  /**
+   * Learned from a connectivity check (announced in no candidate).
+   */
+  SWRTC_CANDIDATE_PRFLX = 3,
+  /**
+   * A TURN relay's address.
+   */
+  SWRTC_CANDIDATE_RELAY = 4,
+} SwrtcCandidateType;
+
+/**
+ * The transport of the selected candidate pair.
+ */
+typedef enum SwrtcTransport {
+  /**
+   * No pair selected yet.
+   */
+  SWRTC_TRANSPORT_UNKNOWN = 0,
+  /**
+   * UDP.
+   */
+  SWRTC_TRANSPORT_UDP = 1,
+  /**
+   * TCP.
+   */
+  SWRTC_TRANSPORT_TCP = 2,
+} SwrtcTransport;
 
 /**
  * Which client video track.
@@ -207,6 +281,19 @@ typedef struct SwrtcAudioStats {
    */
   uint64_t in_reorder_wait_ms;
 } SwrtcAudioStats;
+
+/**
+ * Receives one log message. `target` is the Rust module that logged (e.g.
+ * "smallwebrtc::session", "str0m::ice"), `message` the text with its fields
+ * (`text key=value ...`). Both are UTF-8, valid only during the call, given with their
+ * lengths in bytes and also followed by a NUL byte not counted in the length.
+ */
+typedef void (*SwrtcLogCallback)(void *user_data,
+                                 enum SwrtcLogLevel level,
+                                 const char *target,
+                                 size_t target_len,
+                                 const char *message,
+                                 size_t message_len);
 
 /**
  * Callbacks of a peer. Every pointer may be NULL. They run on the runtime's callback
@@ -575,6 +662,82 @@ typedef struct SwrtcServerCallbacks {
 } SwrtcServerCallbacks;
 
 /**
+ * Network stats of a peer, measured once per second while connected. "In" is from the
+ * client, "out" to it. A value not measured yet is -1 (the doubles) and the pair fields
+ * are UNKNOWN and "" until ICE selected a pair.
+ */
+typedef struct SwrtcNetworkStats {
+  /**
+   * Stats reports taken so far (0: nothing measured yet).
+   */
+  uint64_t reports;
+  /**
+   * Round-trip time in ms (latest ICE check on the selected pair, else RTCP), or -1.
+   */
+  double rtt_ms;
+  /**
+   * Jitter of the client's audio as we measure it, ms, or -1.
+   */
+  double jitter_in_ms;
+  /**
+   * Jitter of our audio as the client reports it, ms, or -1.
+   */
+  double jitter_out_ms;
+  /**
+   * Fraction (0..1) of the client's packets lost since the previous report, or -1.
+   */
+  double loss_in;
+  /**
+   * Fraction (0..1) of our packets lost, as the client reports it, or -1.
+   */
+  double loss_out;
+  /**
+   * Bits per second received over about the last 3 s.
+   */
+  uint64_t bitrate_in_bps;
+  /**
+   * Bits per second sent over about the last 3 s.
+   */
+  uint64_t bitrate_out_bps;
+  /**
+   * Bytes received (DTLS, SRTP, SRTCP; STUN not counted).
+   */
+  uint64_t bytes_in;
+  /**
+   * Bytes sent.
+   */
+  uint64_t bytes_out;
+  /**
+   * RTP packets received, all tracks.
+   */
+  uint64_t packets_in;
+  /**
+   * RTP packets sent, all tracks.
+   */
+  uint64_t packets_out;
+  /**
+   * Our candidate's type in the selected pair.
+   */
+  enum SwrtcCandidateType local_candidate_type;
+  /**
+   * The client's candidate's type in the selected pair.
+   */
+  enum SwrtcCandidateType remote_candidate_type;
+  /**
+   * UDP or TCP.
+   */
+  enum SwrtcTransport transport;
+  /**
+   * Our address in the pair, "ip:port" ("[ip]:port" for IPv6), NUL-terminated.
+   */
+  char local_address[64];
+  /**
+   * The client's address in the pair, NUL-terminated.
+   */
+  char remote_address[64];
+} SwrtcNetworkStats;
+
+/**
  * A decoded frame: packed RGB24, `height` rows of `stride` bytes. The pixels are owned by
  * the library: zero-initialise the struct before its first use, pass it again to reuse
  * its buffer, and release it with `swrtc_video_frame_clear`. Do not change `rgb` or
@@ -764,6 +927,39 @@ enum SwrtcResult swrtc_peer_clear_audio(const struct SwrtcPeer *peer);
  */
 enum SwrtcResult swrtc_peer_get_audio_stats(const struct SwrtcPeer *peer,
                                             struct SwrtcAudioStats *out);
+
+/**
+ * Sends the library's log messages at `min_level` (a `SwrtcLogLevel`) and more severe to
+ * `callback`.
+ *
+ * The first call with a callback installs the library's `tracing` subscriber as the
+ * process' global one; it fails with `SWRTC_ERR_INVALID_ARGUMENT` if the process already
+ * has one (a Rust host that set up `tracing` itself gets the messages there instead). A
+ * later call replaces the callback, `user_data` and level; `callback` NULL or `min_level`
+ * `SWRTC_LOG_OFF` stops forwarding. When the call returns, calls of the previous callback
+ * have finished and no new ones start.
+ *
+ * The callback runs on the thread that logged: an I/O thread, a codec worker, the
+ * callback thread or the app's own thread inside a `swrtc_*` call, possibly several at
+ * once. It must be thread-safe, return quickly and never block (it holds up that
+ * thread's peers: hand the text to a queue). It must not call `swrtc_*` functions that
+ * wait for a peer's I/O thread (`swrtc_peer_handle_offer`, `_add_ice_candidate`,
+ * `_connect`, `_send_message`, `_get_stats`, `_get_network_stats`, `_get_stats_json`):
+ * it may be running on that very thread, which would stall until the command timeout.
+ * Messages logged by `swrtc_*` calls made from inside it are not forwarded. It must not
+ * call `swrtc_set_log_callback` (that call returns `SWRTC_ERR_INVALID_ARGUMENT`). `user_data` must stay valid until the callback
+ * is replaced.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (level out of range, another subscriber installed,
+ * called from inside the callback). Any thread.
+ *
+ * # Safety
+ * `callback` is NULL or a function with the signature above, callable from any thread
+ * with `user_data`.
+ */
+enum SwrtcResult swrtc_set_log_callback(int32_t min_level,
+                                        SwrtcLogCallback callback,
+                                        void *user_data);
 
 /**
  * Installs, replaces or (with `callbacks` NULL) removes a peer's callbacks, for peers made
@@ -1033,6 +1229,43 @@ enum SwrtcResult swrtc_server_local_port(const struct SwrtcServer *server, uint1
  * `server` is NULL or a server from `swrtc_server_new`, not used again after this call.
  */
 void swrtc_server_free(struct SwrtcServer *server);
+
+/**
+ * The peer's network stats: RTT, jitter, loss, bitrate, bytes, packets, candidate pair.
+ *
+ * Thread-safety: any thread, callbacks too (one round trip to the peer's I/O thread).
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT`, `SWRTC_ERR_CLOSED` (peer already gone).
+ *
+ * # Safety
+ * `peer` live; `out` writable.
+ */
+enum SwrtcResult swrtc_peer_get_network_stats(const struct SwrtcPeer *peer,
+                                              struct SwrtcNetworkStats *out);
+
+/**
+ * Everything the peer counts and measures as one JSON object (UTF-8, NUL-terminated):
+ * `state`, `network`, `session`, `audio`, `video`, `events_dropped`; the README lists
+ * the fields. Unmeasured values are `null`.
+ *
+ * `buf` NULL (with `cap` 0) asks for the size: `*len` gets the bytes needed without the
+ * NUL and the call returns `SWRTC_OK`. Otherwise the JSON and a NUL are written if
+ * `cap` holds them (`cap >= *len + 1`); if not, `*len` gets the needed length, nothing
+ * is written and the call returns `SWRTC_ERR_BUFFER_TOO_SMALL`. The stats move between
+ * calls, so leave some room (the JSON is under 2 KB).
+ *
+ * Thread-safety: any thread, callbacks too (one round trip to the peer's I/O thread).
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (`peer` or `len` NULL, `buf` NULL with `cap` > 0),
+ * `SWRTC_ERR_BUFFER_TOO_SMALL`, `SWRTC_ERR_CLOSED`.
+ *
+ * # Safety
+ * `peer` live; `buf` NULL or writable for `cap` bytes; `len` writable.
+ */
+enum SwrtcResult swrtc_peer_get_stats_json(const struct SwrtcPeer *peer,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *len);
 
 /**
  * Reads the newest decoded frame of `source` not yet read, waiting up to `timeout_ms`

@@ -19,9 +19,9 @@ pub mod session;
 #[cfg(feature = "signalling")]
 pub mod signalling;
 
-pub use api::Peer;
+pub use api::{Peer, PeerReport};
 pub use config::{PeerConfig, RuntimeConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use media::video::{VideoFrame, VideoSource};
 pub use runtime::{AudioStats, FrameCallback, PeerEvent, PeerHandler, Runtime, VideoStats};
-pub use session::PeerState;
+pub use session::{CandidatePair, CandidateType, NetworkStats, PeerState, TransportProtocol};

@@ -2,7 +2,8 @@
 //! echo example, both in a loopback-only network namespace: #connect
 //! connects, a chat message comes back as `{"echo": m}`, the tone bursts of
 //! the fake mic come back, the fake camera's video comes back decoded, and
-//! getStats has an RTT. Needs
+//! getStats has an RTT, and the server-side stats panel (from `/api/stats`) fills in
+//! with its plot. Needs
 //! `.ci/setup-browser.sh` and root (for `unshare -n`); see
 //! tests/browser/harness.rs and tests/browser/builtin_page.mjs.
 
@@ -26,5 +27,18 @@ fn builtin_page_connects_and_hears_its_echo() {
         result["audio"]["goodBursts"].as_u64().unwrap_or(0) >= 5,
         "{}",
         result["audio"]
+    );
+    // The server-side stats panel filled in from /api/stats: loopback host candidates, an
+    // RTT, bytes both ways, and a drawn plot.
+    let s = &result["serverStats"];
+    let n = &s["network"];
+    assert!(n["rtt_ms"].as_f64().is_some_and(|r| r > 0.0), "{s}");
+    assert_eq!(n["selected_pair"]["local_type"], "host", "{s}");
+    assert_eq!(n["selected_pair"]["protocol"], "udp", "{s}");
+    assert!(n["bytes_in"].as_u64().unwrap_or(0) > 0 && n["bytes_out"].as_u64().unwrap_or(0) > 0);
+    assert!(s["plotPoints"].as_u64().unwrap_or(0) >= 3, "{s}");
+    assert!(
+        s["text"].as_str().unwrap_or("").contains("pair: host"),
+        "{s}"
     );
 }

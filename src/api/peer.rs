@@ -17,7 +17,9 @@ use crate::media::video::{TakeError, VideoFrame, VideoSource};
 use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
 use crate::runtime::{AudioIn, AudioOut, AudioStats, FrameCallback, PeerEvent, PeerHandler};
 use crate::runtime::{VideoIn, VideoOut, VideoPipes, VideoStats};
-use crate::session::{PeerState, Session, SessionConfig, SessionStats};
+use crate::session::{NetworkStats, PeerState, Session, SessionConfig, SessionStats};
+
+use super::stats::{state_name, PeerReport};
 
 /// A WebRTC peer: the server side of one client connection.
 ///
@@ -257,6 +259,33 @@ impl Peer {
     pub fn stats(&self) -> Result<SessionStats> {
         let id = self.shared.id;
         self.call(|reply| Command::Stats { id, reply })
+    }
+
+    /// Network stats: RTT, jitter, loss, bitrate each way, bytes, packets and the selected
+    /// candidate pair. Measured once per second while connected. Errors: `Closed`.
+    pub fn network_stats(&self) -> Result<NetworkStats> {
+        let id = self.shared.id;
+        Ok(self.call(|reply| Command::NetworkStats { id, reply })?.1)
+    }
+
+    /// Everything the peer counts and measures, in one struct. Errors: `Closed`.
+    pub fn report(&self) -> Result<PeerReport> {
+        let id = self.shared.id;
+        let (session, network) = self.call(|reply| Command::NetworkStats { id, reply })?;
+        Ok(PeerReport {
+            state: state_name(self.state()),
+            network,
+            session,
+            audio: self.audio_stats(),
+            video: self.video_stats(),
+            events_dropped: self.events_dropped(),
+        })
+    }
+
+    /// [`Peer::report`] as JSON (an object; `null` for what is not measured yet).
+    pub fn stats_json(&self) -> Result<String> {
+        serde_json::to_string(&self.report()?)
+            .map_err(|e| Error::internal(format!("stats do not serialise: {e}")))
     }
 
     /// Events dropped because the app did not keep up (poll queue or callback queue full).

@@ -5,10 +5,12 @@
 #![allow(non_camel_case_types)]
 
 mod audio;
+mod log;
 mod peer;
 mod runtime;
 #[cfg(feature = "signalling")]
 mod server;
+mod stats;
 mod video;
 
 use std::cell::RefCell;
@@ -18,10 +20,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::error::{Error, ErrorKind};
 
 pub use audio::*;
+pub use log::*;
 pub use peer::*;
 pub use runtime::*;
 #[cfg(feature = "signalling")]
 pub use server::*;
+pub use stats::*;
 pub use video::*;
 
 /// Result of every `swrtc_*` call. On failure, `swrtc_last_error()` on the same thread

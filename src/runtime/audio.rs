@@ -22,7 +22,7 @@ use crate::media::audio::{AudioFrame, AudioReceiver, AudioSender, FrameRing};
 use crate::session::AudioPacket;
 
 /// Audio counters of one peer. Every drop anywhere in the audio path is counted here.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AudioStats {
     /// Input frames dropped because the app did not read (oldest first).
     pub in_frames_dropped: u64,

@@ -19,7 +19,8 @@ use super::shared::{PeerEvent, PeerShared};
 use super::Dispatcher;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
-use crate::session::{AudioPacket, PeerState, Session, SessionEvent, SessionStats, VideoPacket};
+use crate::session::{AudioPacket, NetworkStats, PeerState, Session, SessionEvent};
+use crate::session::{SessionStats, VideoPacket};
 
 const WAKER: Token = Token(usize::MAX);
 /// Sockets per peer are addressed by the low bits of the token.
@@ -80,6 +81,10 @@ pub(crate) enum Command {
     Stats {
         id: u64,
         reply: Sender<Result<SessionStats>>,
+    },
+    NetworkStats {
+        id: u64,
+        reply: Sender<Result<(SessionStats, NetworkStats)>>,
     },
     AudioOut {
         id: u64,
@@ -348,6 +353,10 @@ impl IoLoop {
                 }
                 Command::Stats { id, reply } => {
                     let r = self.with(id, |s| Ok(s.stats().clone()));
+                    let _ = reply.send(r);
+                }
+                Command::NetworkStats { id, reply } => {
+                    let r = self.with(id, |s| Ok((s.stats().clone(), s.network_stats().clone())));
                     let _ = reply.send(r);
                 }
                 Command::AudioOut { id, rtp_time, data } => {

@@ -26,7 +26,7 @@ use crate::session::VideoPacket;
 const INBOX: usize = 8;
 
 /// Video counters of one peer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VideoStats {
     /// Frames decoded per source (camera, screen).
     pub in_frames_decoded: [u64; 2],

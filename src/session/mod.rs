@@ -7,6 +7,7 @@
 //! one mutation, then a full drain), so the rule holds by construction for every caller.
 
 mod media;
+mod netstats;
 pub mod sdp;
 mod state;
 
@@ -24,6 +25,8 @@ use tracing::{debug, warn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
 use crate::messages::{self, Inbound, Signal};
+use netstats::NetStatsTracker;
+pub use netstats::{CandidatePair, CandidateType, NetworkStats, TransportProtocol};
 use state::Lifecycle;
 pub use state::PeerState;
 
@@ -110,7 +113,7 @@ pub struct VideoPacket {
 }
 
 /// Counters of one session. Everything dropped anywhere is counted here.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SessionStats {
     /// Datagrams handed to str0m.
     pub datagrams_in: u64,
@@ -161,6 +164,7 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
     rtc_timeout: Instant,
     stats: SessionStats,
+    net: NetStatsTracker,
 }
 
 /// Paces our ICE consent checks so a vanished client is noticed within
@@ -195,6 +199,7 @@ impl Session {
             events: VecDeque::new(),
             rtc_timeout: now,
             stats: SessionStats::default(),
+            net: NetStatsTracker::default(),
         }
     }
 
@@ -238,9 +243,10 @@ impl Session {
         }
         self.drain(now);
         self.after_mutation(now);
-        Ok(sdp::repeat_candidates(&sdp::prefer_red(
-            &answer.to_sdp_string(),
-        )))
+        let answer = sdp::repeat_candidates(&sdp::prefer_red(&answer.to_sdp_string()));
+        self.net.note_sdp_candidates(sdp_text, false);
+        self.net.note_sdp_candidates(&answer, true);
+        Ok(answer)
     }
 
     /// Adds a trickled remote candidate. An empty string (or `end-of-candidates`) ends them.
@@ -271,6 +277,7 @@ impl Session {
                     format!("unparsable ICE candidate {text:?}: {e}"),
                 )
             })?;
+        self.net.note_candidate(parsed.clone(), false);
         self.rtc.add_remote_candidate(parsed);
         // str0m paces checks; a timeout right away starts them now, not 50 ms later.
         self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
@@ -475,6 +482,11 @@ impl Session {
         &self.stats
     }
 
+    /// Network stats (RTT, jitter, loss, bitrate, candidate pair), updated once per second.
+    pub fn network_stats(&self) -> &NetworkStats {
+        self.net.stats()
+    }
+
     /// Whether the client's track at `receiver_index` is enabled (trackStatus).
     pub fn track_enabled(&self, receiver_index: usize) -> bool {
         self.track_enabled
@@ -630,6 +642,10 @@ impl Session {
                 self.events.push_back(SessionEvent::KeyframeRequested);
             }
             Event::Closed => self.life.close(),
+            // Once per stats interval each: cheap enough for the I/O thread.
+            Event::PeerStats(s) => self.net.on_peer(&s),
+            Event::MediaIngressStats(s) => self.net.on_ingress(&s, self.receiver_mids[0]),
+            Event::MediaEgressStats(s) => self.net.on_egress(&s, self.receiver_mids[0]),
             _ => {}
         }
     }

@@ -23,6 +23,7 @@ mod parse;
 pub mod registry;
 pub mod routes;
 mod server;
+mod stats_route;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

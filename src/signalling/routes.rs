@@ -53,6 +53,7 @@ fn route(req: &Request, reg: &Registry) -> Response {
             "OPTIONS" => preflight("GET, HEAD, OPTIONS"),
             _ => not_allowed("GET, HEAD, OPTIONS"),
         },
+        ["api", "stats"] if reg.config().serve_page => super::stats_route::handle(req, reg),
         _ => Response::error(404, format!("no route for {}", req.path)),
     }
 }

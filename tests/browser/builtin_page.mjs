@@ -14,7 +14,10 @@
 //      there is one) comes back as {"echo": <the message as sent>} on the data
 //      channel, and shows up in #chat-log and swrtcTest.messagesReceived;
 //   3. the tone bursts of the fake mic come back on the remote audio track;
-//   4. getStats has an RTT, and #stats shows something.
+//   4. getStats has an RTT, and #stats shows something;
+//   5. the server-side panel (#server-stats, from GET /api/stats) shows an RTT and the
+//      selected pair, and the #plot canvas is drawn (SWRTC_SCREENSHOT=path.png saves
+//      a screenshot of the page then).
 // Prints one JSON line with the results and timings on stdout; logs go to
 // stderr. Exit status 0 when every check passed, 1 otherwise.
 import { join } from "node:path";
@@ -149,6 +152,41 @@ run.run(async () => {
       statsSnapshotError: snapshotError,
     };
   });
+  // 5. The server-side stats panel: /api/stats answers, #server-stats fills in, the plot
+  //    has points and ink on its canvas.
+  if (hasTestHook) {
+    try {
+      await waitFor(15000, "#server-stats to show the server's RTT and candidate pair", () =>
+        page.evaluate(() => {
+          const s = window.swrtcTest.serverStats;
+          return !!s && s.network.reports >= 2 && s.network.rtt_ms > 0 && !!s.network.selected_pair
+            && window.swrtcTest.plot.length >= 3
+            && /RTT: [0-9.]+ ms/.test(document.getElementById("server-stats")?.textContent ?? "");
+        }));
+    } catch (e) {
+      result.problems.push(e.message);
+    }
+    result.serverStats = await page.evaluate(() => {
+      const c = document.getElementById("plot");
+      const px = c ? c.getContext("2d").getImageData(0, 0, c.width, c.height).data : [];
+      let ink = 0;
+      for (let i = 3; i < px.length; i += 4) if (px[i] > 0) ink++;
+      const s = window.swrtcTest.serverStats;
+      return {
+        text: (document.getElementById("server-stats")?.textContent ?? "").slice(0, 600),
+        network: s ? s.network : null,
+        plotPoints: window.swrtcTest.plot.length,
+        plotInkPixels: ink,
+        maxEchoLevelDbfs: Math.max(-120, ...window.swrtcTest.plot.map((q) => q.level)),
+        fetches: window.__swrtcProbe.fetches.filter((f) => f.url.includes("/api/stats")).slice(-3),
+        pageErrors: window.swrtcTest.errors.slice(-5),
+      };
+    });
+    if (!(result.serverStats.plotInkPixels > 500)) {
+      result.problems.push(`the stats plot is blank: ${JSON.stringify(result.serverStats)}`);
+    }
+    if (process.env.SWRTC_SCREENSHOT) await page.screenshot({ path: process.env.SWRTC_SCREENSHOT, fullPage: true });
+  }
   if (hasTestHook && result.page.statsSnapshotError) result.problems.push(`swrtcTest.statsSnapshot(): ${result.page.statsSnapshotError}`);
   if (!result.page.statsText) result.problems.push("#stats is empty");
 });

@@ -81,7 +81,7 @@
   const nativeFetch = window.fetch.bind(window);
   window.fetch = async (input, init) => {
     const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
-    const method = (init?.method ?? (typeof input === "object" && input.method) ?? "GET").toUpperCase();
+    const method = (init?.method || (typeof input === "object" && input.method) || "GET").toUpperCase();
     const rec = { url, method, t0: now(), t1: null, status: null, error: null };
     probe.fetches.push(rec);
     try {
