@@ -218,10 +218,34 @@ impl Server {
 
     /// Stops listening and waits for the HTTP threads (requests in progress finish).
     pub fn stop(mut self) {
-        self.shutdown();
+        self.stop_listening();
     }
 
-    fn shutdown(&mut self) {
+    /// Graceful shutdown: stops listening (requests in progress finish), then says goodbye
+    /// to every live peer this server created: `peerLeft` on its data channel, then SCTP
+    /// shutdown and DTLS close_notify, so clients notice at once instead of at their
+    /// consent timeout. Returns how many peers it closed with their goodbyes sent; returns
+    /// within `timeout` plus the time requests in progress take to finish (a peer whose
+    /// I/O thread has not answered by then still closes, uncounted). Peers the app holds
+    /// stay valid, in `Closed`; their handlers get the `Closed` state. Peers of other
+    /// servers on the same runtime are left alone (see [`Runtime::shutdown`] for all).
+    ///
+    /// Any thread except the server's HTTP threads and the runtime's callback threads.
+    /// Drop the server afterwards (or call it again: it is idempotent).
+    pub fn shutdown(&mut self, timeout: Duration) -> usize {
+        let deadline = std::time::Instant::now() + timeout;
+        self.stop_listening();
+        let peers = self.registry.live_peers();
+        peers
+            .iter()
+            .filter(|p| {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                p.close_and_wait(left).is_ok()
+            })
+            .count()
+    }
+
+    fn stop_listening(&mut self) {
         self.http.stop();
         self.registry.drain_pending();
     }
@@ -229,6 +253,6 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shutdown();
+        self.stop_listening();
     }
 }

@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 pub mod aiortc;
 pub mod c_build;
+pub mod offer;
 pub mod peers;
 pub mod str0m_client;
