@@ -1,8 +1,12 @@
 //! Connection benchmarks (not tests): over loopback with aiortc as the client, the median
-//! of 20 offer → answer returned and offer → data channel open; then the CPU that one
-//! runtime spends holding 100 connected idle peers (str0m clients that only ping).
+//! of 20 offer → answer returned and offer → data channel open; then connect time per
+//! client stack (str0m client, aiortc): POST
+//! of the offer to the echo bot → data channel open on the client, median, p95 and max over
+//! 50 connects; then the CPU that one runtime spends holding 100 connected idle peers
+//! (str0m clients that only ping).
 //!
-//!     cargo bench --bench connect
+//!     cargo bench --bench connect                 # everything
+//!     cargo bench --bench connect -- stacks       # only the per-stack connect times
 
 // The test peers live with the tests; the bench reuses them rather than copying them.
 #[path = "../tests/common/mod.rs"]
@@ -13,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::aiortc::AiortcPeer;
 use common::str0m_client::{ClientEvent, ClientOptions, TestClient};
 use serde_json::json;
+use smallwebrtc::signalling::{echo, Server, ServerConfig};
 use smallwebrtc::{Peer, PeerConfig, PeerState};
 
 fn cfg() -> PeerConfig {
@@ -88,6 +93,59 @@ fn connect_times() {
     );
 }
 
+/// POSTs an offer to the bot's `/api/offer`; the answer SDP.
+fn post_offer(server: &Server, offer: &str) -> String {
+    let v = common::offer::post_offer(server.local_addr(), offer);
+    v["sdp"].as_str().expect("sdp").to_owned()
+}
+
+/// Runs `connect` once to warm up, then `n` times; prints median, p95, max and max/median
+/// of the returned POST → data channel open times.
+fn stack_times(name: &str, n: usize, mut connect: impl FnMut() -> Duration) {
+    connect();
+    let mut ms: Vec<f64> = (0..n).map(|_| connect().as_secs_f64() * 1e3).collect();
+    let med = median(&mut ms);
+    let p = p95(&mut ms);
+    let max = ms.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "{name:<15} POST -> data channel open over {n}: median {med:.1} ms, p95 {p:.1} ms, max {max:.1} ms, max/median {:.2}",
+        max / med
+    );
+}
+
+fn stacks() {
+    let cfg = ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        peer: echo::echo_peer_config(),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(cfg, Some(echo::on_peer(true))).unwrap();
+    const N: usize = 50;
+    stack_times("str0m client", N, || {
+        let mut c = TestClient::new(ClientOptions {
+            video: false,
+            ..ClientOptions::default()
+        });
+        let offer = c.offer();
+        let t0 = Instant::now();
+        c.accept_answer(&post_offer(&server, &offer)).unwrap();
+        c.wait_for(Duration::from_secs(15), |e| {
+            matches!(e, ClientEvent::ChannelOpen(_))
+        })
+        .expect("str0m client: no data channel");
+        t0.elapsed()
+    });
+    let mut client = AiortcPeer::spawn();
+    stack_times("aiortc", N, || {
+        let offer = client.offer(json!({"audio": true, "video": false}));
+        let t0 = Instant::now();
+        client.answer(&post_offer(&server, &offer));
+        client.wait_channel_open(Duration::from_secs(15));
+        t0.elapsed()
+    });
+    client.close();
+}
+
 fn idle_cpu(n: usize, audio_out: bool) {
     let rt = smallwebrtc::Runtime::new(smallwebrtc::RuntimeConfig::default()).unwrap();
     let mut pairs = Vec::new();
@@ -140,7 +198,12 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench discovery
     }
+    if std::env::args().any(|a| a == "stacks") {
+        stacks();
+        return;
+    }
     connect_times();
+    stacks();
     idle_cpu(100, false);
     idle_cpu(100, true);
 }

@@ -510,6 +510,20 @@ typedef struct SwrtcPeerStats {
    * Mic packets received.
    */
   uint64_t audio_packets_in;
+  /**
+   * Datagrams that arrived before their candidate pair was accepted and were kept.
+   */
+  uint64_t early_held;
+  /**
+   * Early datagrams handed on (the pair was accepted, or the source had sent an
+   * authenticated check).
+   */
+  uint64_t early_delivered;
+  /**
+   * Early datagrams dropped (over 16 datagrams or 16 KiB, or older than 2 s); also in
+   * `datagrams_dropped`.
+   */
+  uint64_t early_dropped;
 } SwrtcPeerStats;
 
 /**
@@ -1151,6 +1165,24 @@ enum SwrtcResult swrtc_runtime_config_default(struct SwrtcRuntimeConfig *cfg);
 enum SwrtcResult swrtc_runtime_new(const struct SwrtcRuntimeConfig *cfg, struct SwrtcRuntime **out);
 
 /**
+ * Graceful shutdown of every peer on the runtime: each live one gets `peerLeft`, then
+ * SCTP shutdown and DTLS close_notify, so its client notices at once. Returns once every
+ * I/O thread has sent them, or after `timeout_ms` at the latest. `closed_out` (may be
+ * NULL) gets how many peers were closed. Peers stay valid (state `SWRTC_PEER_CLOSED`;
+ * their `on_state` gets it) and the runtime stays usable; free both as usual.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL runtime). Any thread except inside a
+ * callback of a peer on this runtime.
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime from `swrtc_runtime_new`; `closed_out` is NULL or
+ * writable.
+ */
+enum SwrtcResult swrtc_runtime_shutdown(const struct SwrtcRuntime *rt,
+                                        uint32_t timeout_ms,
+                                        uint32_t *closed_out);
+
+/**
  * Releases the app's reference to a runtime. NULL does nothing. Its threads stop once
  * no peer uses it any more. Do not call from a callback of a peer on this runtime.
  *
@@ -1216,6 +1248,25 @@ enum SwrtcResult swrtc_server_accept(const struct SwrtcServer *server,
  * `server` live; `port_out` writable.
  */
 enum SwrtcResult swrtc_server_local_port(const struct SwrtcServer *server, uint16_t *port_out);
+
+/**
+ * Graceful shutdown: stops listening (waits for requests in progress), then says goodbye
+ * to every live peer this server created (`peerLeft`, SCTP shutdown, DTLS close_notify)
+ * so their clients notice at once. Returns within `timeout_ms` plus the time requests in
+ * progress take. `closed_out` (may be NULL) gets how many peers were closed with their
+ * goodbyes sent. Peers the app holds stay valid (state `SWRTC_PEER_CLOSED`; their
+ * `on_state` gets it); free them and the server as usual afterwards. Idempotent.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL server). Any thread except the server's own
+ * `on_peer` and peer callbacks (it waits for the threads those run on).
+ *
+ * # Safety
+ * `server` is NULL or a live server from `swrtc_server_new`, not used by another thread's
+ * `swrtc_server_free` at the same time; `closed_out` is NULL or writable.
+ */
+enum SwrtcResult swrtc_server_shutdown(struct SwrtcServer *server,
+                                       uint32_t timeout_ms,
+                                       uint32_t *closed_out);
 
 /**
  * Stops the server: stops listening and closes every HTTP connection at once (a client

@@ -124,3 +124,20 @@ pub const MAX_CONNECTING_PEERS: usize = 64;
 
 /// Not-yet-connected peers from one source address.
 pub const MAX_CONNECTING_PEERS_PER_SOURCE: usize = 8;
+
+/// Datagrams kept per peer while their source is not yet accepted (its candidate pair is
+/// still being checked). A DTLS first flight is 1 to 4 datagrams; this leaves room for a
+/// few retransmissions and early RTP without letting a stranger fill memory.
+pub const MAX_EARLY_DATAGRAMS: usize = 16;
+
+/// Bytes kept per peer in those early datagrams (a DTLS client's flights with its
+/// certificate take 2 to 3 kB).
+pub const MAX_EARLY_BYTES: usize = 16 * 1024;
+
+/// How long an early datagram waits for its pair. OpenSSL resends a lost ClientHello after
+/// 1 s, so past 2 s a newer copy has arrived anyway.
+pub const EARLY_DATAGRAM_TTL: Duration = Duration::from_secs(2);
+
+/// Remote addresses remembered per peer as having sent an authenticated STUN check (their
+/// datagrams are accepted before the pair is); the oldest is forgotten past this.
+pub const MAX_CHECKED_SOURCES: usize = 8;

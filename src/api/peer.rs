@@ -212,6 +212,26 @@ impl Peer {
         })
     }
 
+    /// Closes like [`Peer::close`] and waits until the goodbyes (`peerLeft`, SCTP shutdown,
+    /// DTLS close_notify) are sent, at most `timeout`. An already closed peer returns at
+    /// once. Errors: `Timeout` (the I/O thread did not get to it in time; the peer still
+    /// closes). Any thread, but not inside one of this runtime's callbacks.
+    pub fn close_and_wait(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let io = &self.runtime.inner.io[self.io];
+        let id = self.shared.id;
+        io.send_within(Command::Close { id, quiet: false }, timeout)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let left = deadline.saturating_duration_since(Instant::now());
+        io.send_within(Command::Barrier { reply: tx }, left)?;
+        rx.recv_deadline(deadline).map_err(|_| {
+            Error::new(
+                ErrorKind::Timeout,
+                "the I/O thread did not close the peer within the timeout",
+            )
+        })
+    }
+
     /// Closes at once without sending `peerLeft`: for `restart_pc`, where the client goes
     /// on with a new peer and must not take the old one's departure as the bot leaving.
     pub fn close_quietly(&self) -> Result<()> {

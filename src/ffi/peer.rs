@@ -197,6 +197,14 @@ pub struct SwrtcPeerStats {
     pub events_dropped: u64,
     /// Mic packets received.
     pub audio_packets_in: u64,
+    /// Datagrams that arrived before their candidate pair was accepted and were kept.
+    pub early_held: u64,
+    /// Early datagrams handed on (the pair was accepted, or the source had sent an
+    /// authenticated check).
+    pub early_delivered: u64,
+    /// Early datagrams dropped (over 16 datagrams or 16 KiB, or older than 2 s); also in
+    /// `datagrams_dropped`.
+    pub early_dropped: u64,
 }
 
 struct CHandler(SwrtcPeerCallbacks);
@@ -694,6 +702,9 @@ pub unsafe extern "C" fn swrtc_peer_get_stats(
             messages_in_dropped: s.messages_in_dropped,
             events_dropped: p.events_dropped(),
             audio_packets_in: s.audio_packets_in,
+            early_held: s.early_held,
+            early_delivered: s.early_delivered,
+            early_dropped: s.early_dropped,
         };
         // SAFETY: checked non-NULL.
         unsafe { out.write(c) };

@@ -75,6 +75,37 @@ pub unsafe extern "C" fn swrtc_runtime_new(
     })
 }
 
+/// Graceful shutdown of every peer on the runtime: each live one gets `peerLeft`, then
+/// SCTP shutdown and DTLS close_notify, so its client notices at once. Returns once every
+/// I/O thread has sent them, or after `timeout_ms` at the latest. `closed_out` (may be
+/// NULL) gets how many peers were closed. Peers stay valid (state `SWRTC_PEER_CLOSED`;
+/// their `on_state` gets it) and the runtime stays usable; free both as usual.
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL runtime). Any thread except inside a
+/// callback of a peer on this runtime.
+///
+/// # Safety
+/// `rt` is NULL or a live runtime from `swrtc_runtime_new`; `closed_out` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_runtime_shutdown(
+    rt: *const SwrtcRuntime,
+    timeout_ms: u32,
+    closed_out: *mut u32,
+) -> SwrtcResult {
+    guard(|| {
+        // SAFETY: NULL or live per the contract.
+        let r = unsafe { rt.as_ref() }.ok_or_else(|| crate::Error::invalid("rt is NULL"))?;
+        let n =
+            r.rt.shutdown(std::time::Duration::from_millis(u64::from(timeout_ms)));
+        if !closed_out.is_null() {
+            // SAFETY: checked non-NULL; writable per the contract.
+            unsafe { closed_out.write(n as u32) };
+        }
+        Ok(())
+    })
+}
+
 /// Releases the app's reference to a runtime. NULL does nothing. Its threads stop once
 /// no peer uses it any more. Do not call from a callback of a peer on this runtime.
 ///

@@ -388,6 +388,39 @@ pub unsafe extern "C" fn swrtc_server_local_port(
     })
 }
 
+/// Graceful shutdown: stops listening (waits for requests in progress), then says goodbye
+/// to every live peer this server created (`peerLeft`, SCTP shutdown, DTLS close_notify)
+/// so their clients notice at once. Returns within `timeout_ms` plus the time requests in
+/// progress take. `closed_out` (may be NULL) gets how many peers were closed with their
+/// goodbyes sent. Peers the app holds stay valid (state `SWRTC_PEER_CLOSED`; their
+/// `on_state` gets it); free them and the server as usual afterwards. Idempotent.
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL server). Any thread except the server's own
+/// `on_peer` and peer callbacks (it waits for the threads those run on).
+///
+/// # Safety
+/// `server` is NULL or a live server from `swrtc_server_new`, not used by another thread's
+/// `swrtc_server_free` at the same time; `closed_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_server_shutdown(
+    server: *mut SwrtcServer,
+    timeout_ms: u32,
+    closed_out: *mut u32,
+) -> SwrtcResult {
+    guard(|| {
+        // SAFETY: NULL or live and not shared per the contract.
+        let s = unsafe { server.as_mut() }.ok_or_else(|| Error::invalid("server is NULL"))?;
+        let n = s
+            .server
+            .shutdown(Duration::from_millis(u64::from(timeout_ms)));
+        if !closed_out.is_null() {
+            // SAFETY: checked non-NULL; writable per the contract.
+            unsafe { closed_out.write(n as u32) };
+        }
+        Ok(())
+    })
+}
+
 /// Stops the server: stops listening and closes every HTTP connection at once (a client
 /// stalled mid-request holds nothing), waits for the requests handler threads have (an
 /// `on_peer` call in progress on another thread finishes first; a route takes at most

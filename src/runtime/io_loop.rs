@@ -101,6 +101,15 @@ pub(crate) enum Command {
         id: u64,
         receiver_index: usize,
     },
+    /// Closes every live peer with goodbyes (`peerLeft`, SCTP shutdown, DTLS close_notify,
+    /// all sent before the reply) and answers how many it closed.
+    CloseAll {
+        reply: Sender<usize>,
+    },
+    /// Answers once every command queued before it is done (their output is sent).
+    Barrier {
+        reply: Sender<()>,
+    },
     Shutdown,
 }
 
@@ -118,14 +127,17 @@ pub(crate) struct IoHandle {
 impl IoHandle {
     /// Queues a command and wakes the thread. Blocks up to the command timeout when full.
     pub fn send(&self, cmd: Command) -> Result<()> {
-        self.tx
-            .send_timeout(cmd, limits::COMMAND_TIMEOUT)
-            .map_err(|e| match e {
-                crossbeam_channel::SendTimeoutError::Timeout(_) => {
-                    Error::new(ErrorKind::Timeout, "the I/O thread's command queue is full")
-                }
-                crossbeam_channel::SendTimeoutError::Disconnected(_) => Error::closed(),
-            })?;
+        self.send_within(cmd, limits::COMMAND_TIMEOUT)
+    }
+
+    /// Like [`IoHandle::send`], waiting at most `timeout` for room in the queue.
+    pub fn send_within(&self, cmd: Command, timeout: Duration) -> Result<()> {
+        self.tx.send_timeout(cmd, timeout).map_err(|e| match e {
+            crossbeam_channel::SendTimeoutError::Timeout(_) => {
+                Error::new(ErrorKind::Timeout, "the I/O thread's command queue is full")
+            }
+            crossbeam_channel::SendTimeoutError::Disconnected(_) => Error::closed(),
+        })?;
         self.wake()?;
         Ok(())
     }
@@ -382,6 +394,13 @@ impl IoLoop {
                         Ok(())
                     });
                 }
+                Command::CloseAll { reply } => {
+                    let n = self.close_all(now);
+                    let _ = reply.send(n);
+                }
+                Command::Barrier { reply } => {
+                    let _ = reply.send(());
+                }
             }
         }
         true
@@ -514,13 +533,22 @@ impl IoLoop {
         self.count.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn shutdown(&mut self) {
-        let now = Instant::now();
+    /// Closes every live session with goodbyes and sends them; returns how many.
+    fn close_all(&mut self, now: Instant) -> usize {
+        let mut n = 0;
         for slot in 0..self.entries.len() {
             if let Some(e) = self.entries[slot].as_mut() {
+                if e.session.state() != PeerState::Closed {
+                    n += 1;
+                }
                 e.session.close(now);
             }
             self.flush(slot);
         }
+        n
+    }
+
+    fn shutdown(&mut self) {
+        self.close_all(Instant::now());
     }
 }

@@ -12,6 +12,7 @@ mod workers;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
 use parking_lot::Mutex;
@@ -95,6 +96,34 @@ impl Runtime {
         GLOBAL
             .get_or_init(|| Runtime::new(RuntimeConfig::default()))
             .clone()
+    }
+
+    /// Says goodbye to every live peer on this runtime and closes it: `peerLeft` on its data
+    /// channel, then SCTP shutdown and DTLS close_notify, so clients notice at once instead
+    /// of at their consent timeout. Returns how many peers it closed, once every I/O thread
+    /// has sent their goodbyes, or after `timeout` at the latest (an I/O thread that has not
+    /// answered by then still closes its peers; they are just not counted).
+    ///
+    /// The runtime stays usable (new peers work); peers stay valid objects, in `Closed`,
+    /// and their handlers get the `Closed` state. Any thread except the runtime's own
+    /// (callbacks): it waits for the I/O threads, which may be delivering to that callback.
+    pub fn shutdown(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut replies = Vec::new();
+        for io in &self.inner.io {
+            let (tx, rx) = bounded(1);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if io
+                .send_within(Command::CloseAll { reply: tx }, left)
+                .is_ok()
+            {
+                replies.push(rx);
+            }
+        }
+        replies
+            .into_iter()
+            .filter_map(|rx| rx.recv_deadline(deadline).ok())
+            .sum()
     }
 
     /// Number of peers currently held by this runtime's I/O threads.

@@ -6,6 +6,7 @@
 //! Every public mutating method ends by draining `poll_output` to a timeout (str0m's rule:
 //! one mutation, then a full drain), so the rule holds by construction for every caller.
 
+mod early;
 mod media;
 mod netstats;
 pub mod sdp;
@@ -139,6 +140,15 @@ pub struct SessionStats {
     pub video_frames_in: u64,
     /// Keyframe requests (PLI) sent.
     pub keyframe_requests: u64,
+    /// Datagrams (DTLS or media) that arrived before their source was accepted and were
+    /// held for it (see `limits::MAX_EARLY_DATAGRAMS`).
+    pub early_held: u64,
+    /// Datagrams handed to str0m before their pair was accepted: held ones released, and
+    /// ones from a source that had sent an authenticated STUN check.
+    pub early_delivered: u64,
+    /// Early datagrams dropped: over the count or byte bound, or not accepted within
+    /// `limits::EARLY_DATAGRAM_TTL` (also counted in `datagrams_dropped`).
+    pub early_dropped: u64,
 }
 
 /// One peer's protocol state. See the module docs.
@@ -165,6 +175,7 @@ pub struct Session {
     rtc_timeout: Instant,
     stats: SessionStats,
     net: NetStatsTracker,
+    early: early::EarlyQueue,
 }
 
 /// Paces our ICE consent checks so a vanished client is noticed within
@@ -200,6 +211,7 @@ impl Session {
             rtc_timeout: now,
             stats: SessionStats::default(),
             net: NetStatsTracker::default(),
+            early: early::EarlyQueue::default(),
         }
     }
 
@@ -311,14 +323,35 @@ impl Session {
             },
         );
         if !self.rtc.accepts(&input) {
-            self.stats.datagrams_dropped += 1;
+            // STUN that str0m refuses failed its ufrag or integrity check: not ours.
+            if is_stun(data) {
+                self.stats.datagrams_dropped += 1;
+            } else if self.early.is_checked(source) {
+                self.stats.early_delivered += 1;
+                self.feed(now, input);
+            } else {
+                self.hold_early(now, source, destination, data);
+            }
             return;
         }
+        if is_stun_request(data) {
+            // accepts() verified its integrity: this source is the client.
+            self.early.note_check(source);
+        }
+        self.feed(now, input);
+    }
+
+    /// Hands an accepted datagram to str0m, then releases held ones it may have unlocked.
+    fn feed(&mut self, now: Instant, input: Input) {
+        let source = match &input {
+            Input::Receive(_, r) => Some(r.source),
+            Input::Timeout(_) => None,
+        };
         self.stats.datagrams_in += 1;
         self.life.heard(now);
         if let Err(e) = self.rtc.handle_input(input) {
             self.stats.input_errors += 1;
-            debug!("datagram from {source} rejected: {e}");
+            debug!("datagram from {source:?} rejected: {e}");
         }
         self.drain(now);
         if !self.life.ever_connected() {
@@ -326,7 +359,77 @@ impl Session {
             // held back by its 50 ms pacing (connect time against aiortc: 70 → 28 ms).
             self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
         }
+        self.release_early(now);
         self.after_mutation(now);
+    }
+
+    /// Feeds one held datagram if its source is accepted now; whether it did.
+    fn try_release(&mut self, now: Instant, e: &early::Early) -> bool {
+        let Ok(contents) = DatagramRecv::try_from(&e.data[..]) else {
+            return true; // cannot happen (parsed when held); nothing to keep
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source: e.source,
+                destination: e.destination,
+                contents,
+            },
+        );
+        if !self.rtc.accepts(&input) && !self.early.is_checked(e.source) {
+            return false;
+        }
+        self.stats.early_delivered += 1;
+        self.stats.datagrams_in += 1;
+        if let Err(err) = self.rtc.handle_input(input) {
+            self.stats.input_errors += 1;
+            debug!("early datagram from {} rejected: {err}", e.source);
+        }
+        true
+    }
+
+    fn hold_early(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        self.drop_expired_early(now);
+        match self.early.push(now, source, destination, data) {
+            early::Held::Kept => self.stats.early_held += 1,
+            early::Held::Full => {
+                self.stats.early_dropped += 1;
+                self.stats.datagrams_dropped += 1;
+            }
+        }
+    }
+
+    fn drop_expired_early(&mut self, now: Instant) {
+        let n = self.early.expire(now);
+        self.stats.early_dropped += n;
+        self.stats.datagrams_dropped += n;
+    }
+
+    /// Feeds every held datagram whose source str0m now accepts (or that has sent an
+    /// authenticated check since), in arrival order; the rest wait.
+    fn release_early(&mut self, now: Instant) {
+        if self.early.is_empty() {
+            return;
+        }
+        self.drop_expired_early(now);
+        let mut released = false;
+        for e in self.early.take_all() {
+            if self.try_release(now, &e) {
+                released = true;
+            } else {
+                self.early.put_back(e);
+            }
+        }
+        if released {
+            self.drain(now);
+        }
     }
 
     /// Counts a datagram the I/O layer dropped before it reached the session.
@@ -341,6 +444,7 @@ impl Session {
             return;
         }
         self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
+        self.release_early(now);
         if let Some(due) = self.renegotiate_due {
             if now >= due {
                 self.renegotiate_due = None;
@@ -458,9 +562,14 @@ impl Session {
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.rtc_timeout;
-        for d in [self.life.next_deadline(), self.renegotiate_due]
-            .into_iter()
-            .flatten()
+        for d in [
+            self.life.next_deadline(),
+            self.renegotiate_due,
+            // A closed session never expires them (nor is it polled for long).
+            self.early.next_expiry().filter(|_| !self.life.is_closed()),
+        ]
+        .into_iter()
+        .flatten()
         {
             t = t.min(d);
         }
@@ -688,6 +797,18 @@ impl Session {
     }
 }
 
+/// STUN starts with two zero bits (RFC 7983 demultiplexing: first byte 0..=3).
+fn is_stun(data: &[u8]) -> bool {
+    data.len() >= 20 && data[0] < 4
+}
+
+/// A STUN binding request (type 0x0001).
+fn is_stun_request(data: &[u8]) -> bool {
+    is_stun(data) && data[0] == 0 && data[1] == 1
+}
+
+#[cfg(test)]
+mod early_tests;
 #[cfg(test)]
 mod tests;
 

@@ -251,10 +251,34 @@ impl Server {
     /// have: bounded by one route (an offer waits for its peer at most the 5 s command
     /// timeout) plus the app's `on_peer`.
     pub fn stop(mut self) {
-        self.shutdown();
+        self.stop_listening();
     }
 
-    fn shutdown(&mut self) {
+    /// Graceful shutdown: stops listening (requests in progress finish), then says goodbye
+    /// to every live peer this server created: `peerLeft` on its data channel, then SCTP
+    /// shutdown and DTLS close_notify, so clients notice at once instead of at their
+    /// consent timeout. Returns how many peers it closed with their goodbyes sent; returns
+    /// within `timeout` plus the time requests in progress take to finish (a peer whose
+    /// I/O thread has not answered by then still closes, uncounted). Peers the app holds
+    /// stay valid, in `Closed`; their handlers get the `Closed` state. Peers of other
+    /// servers on the same runtime are left alone (see [`Runtime::shutdown`] for all).
+    ///
+    /// Any thread except the server's HTTP threads and the runtime's callback threads.
+    /// Drop the server afterwards (or call it again: it is idempotent).
+    pub fn shutdown(&mut self, timeout: Duration) -> usize {
+        let deadline = std::time::Instant::now() + timeout;
+        self.stop_listening();
+        let peers = self.registry.live_peers();
+        peers
+            .iter()
+            .filter(|p| {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                p.close_and_wait(left).is_ok()
+            })
+            .count()
+    }
+
+    fn stop_listening(&mut self) {
         self.http.stop();
         self.registry.drain_pending();
     }
@@ -262,6 +286,6 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shutdown();
+        self.stop_listening();
     }
 }

@@ -343,6 +343,15 @@ impl Registry {
         self.peers.lock().keys().cloned().collect()
     }
 
+    /// Every live peer (for a graceful shutdown).
+    pub(crate) fn live_peers(&self) -> Vec<Arc<Peer>> {
+        let weak: Vec<_> = self.peers.lock().values().map(|e| e.peer.clone()).collect();
+        weak.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|p| p.state() != PeerState::Closed)
+            .collect()
+    }
+
     /// Drops peers waiting for `accept` (they close).
     pub(crate) fn drain_pending(&self) {
         while self.pending_rx.try_recv().is_ok() {}
