@@ -4,6 +4,8 @@ transport.output()` per client, behind our signalling server (Pipecat's SmallWeb
 routes, no FastAPI). The caller's audio (and camera, unless --no-video) comes back, each
 app message m comes back as {"echo": m}, and Pipecat's RTVI processor answers the client's
 client-ready (--no-rtvi leaves it out, as the scale bench's Pipecat bot does).
+Two messages stand in for a voice bot's speech and barge-in: {"say_hz": F, "secs": S}
+queues S seconds of an F Hz tone as bot audio, {"interrupt": true} interrupts it.
 
     python python/examples/pipecat_echo_bot.py --addr 127.0.0.1:7860
 
@@ -12,12 +14,15 @@ Prints "open http://HOST:PORT/" once listening; --stdin stops it when stdin clos
 
 import argparse
 import asyncio
+import math
 import sys
 
+import numpy as np
 from loguru import logger
 from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
+    InterruptionFrame,
     OutputAudioRawFrame,
     OutputImageRawFrame,
     OutputTransportMessageUrgentFrame,
@@ -50,6 +55,13 @@ class Echo(FrameProcessor):
             await self.push_frame(frame, direction)
 
 
+def tone(hz: float, secs: float) -> OutputAudioRawFrame:
+    """Bot speech stand-in: a -20 dBFS sine."""
+    t = np.arange(int(SAMPLE_RATE * min(secs, 60.0))) / SAMPLE_RATE
+    pcm = (3277 * np.sin(2 * math.pi * hz * t)).astype(np.int16).tobytes()
+    return OutputAudioRawFrame(audio=pcm, sample_rate=SAMPLE_RATE, num_channels=1)
+
+
 async def run_bot(connection: SmallWebRTCConnection, video: bool, rtvi: bool):
     transport = SmallWebRTCTransport(
         connection,
@@ -71,6 +83,10 @@ async def run_bot(connection: SmallWebRTCConnection, video: bool, rtvi: bool):
     @transport.event_handler("on_app_message")
     async def on_app_message(_transport, message, _sender):
         await worker.queue_frame(OutputTransportMessageUrgentFrame(message={"echo": message}))
+        if isinstance(message, dict) and "say_hz" in message:
+            await worker.queue_frame(tone(float(message["say_hz"]), float(message.get("secs", 5))))
+        elif message == {"interrupt": True}:
+            await worker.queue_frame(InterruptionFrame())
 
     @transport.event_handler("on_client_disconnected")
     async def on_client_disconnected(_transport, _client):
