@@ -44,9 +44,10 @@ log = logging.getLogger("smallwebrtc.pipecat")
 
 # Mic frames waiting for the pipeline; past this the oldest go (1 s of 20 ms frames).
 AUDIO_IN_QUEUE = 50
-# How far ahead of real time the output writes (the library sends in real time; this much
-# queued rides over event-loop hiccups without adding more delay).
-AUDIO_OUT_LEAD_S = 0.04
+# How far ahead of real time the output writes (the library sends in real time). What is
+# queued rides over event-loop stalls: 40 ms broke speech into pieces on a busy machine
+# with video in the same loop; an interruption drops it all anyway (clear_audio).
+AUDIO_OUT_LEAD_S = 0.1
 
 
 class SmallWebRTCConnection:
