@@ -2,7 +2,8 @@
 # Installs what a fresh Debian machine lacks to build smallwebrtc: cmake and nasm for the
 # bundled codecs (Opus, OpenH264), libvpx for VP8, pkg-config and a C compiler.
 # With --tests, also what the tests need: iproute2 (network namespaces), a Python venv
-# with aiortc, and Debian's Chromium with the npm packages of the browser tests.
+# with aiortc, a venv with Pipecat for the Python binding tests (.venv-pyx), and Debian's
+# Chromium with the npm packages of the browser tests.
 # Idempotent and quick when everything is already there. Run as root or with sudo.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +32,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if $tests; then
     bash "$ROOT/.ci/setup-python.sh"
+    bash "$ROOT/.ci/setup-pipecat.sh"
     if [ -f "$ROOT/.ci/setup-browser.sh" ]; then
         bash "$ROOT/.ci/setup-browser.sh"
     fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scale bench: how many real-time voice sessions one core holds, our echo example against a
-# Pipecat echo bot, measured by the same load generator in the same run.
+# Pipecat echo bot, and the same Pipecat echo pipeline on our Pipecat transport (the Python
+# package in python/), measured by the same load generator in the same run.
 #
 #   bash benches/scale.sh
 #
@@ -9,15 +10,18 @@
 # starts it pinned to core 0 (taskset -c 0), runs the generator pinned to core 1, ramps the
 # session count until the server stops keeping real time (< 99 % of echo bursts back, or
 # p95 echo latency > 2 x the single-session p95), narrows the limit, holds the maximum, and
-# finally prints one table side by side with the ratio. Loopback (127.0.0.1) only.
+# finally prints tables side by side with the ratio (ours / Pipecat, and Pipecat on our
+# transport / Pipecat on its own). Loopback (127.0.0.1) only.
 #
 # Settings (environment): STEPS (session counts of the ramp), STEP_SECS (measured seconds
 # per step, default 20), HOLD_SECS (hold at the maximum, for drift; default 300, the
 # 5-minute run), REFINE (probes between the last real-time step and the first that was
 # not; default 2),
-# BUDGET_SECS (ramp + refine time per server; default 300), OUR_PORT / PIPECAT_PORT
-# (7870 / 7871), VENV (.venv-pipecat), OUT (target/scale: logs, the raw JSON and a CSV of
-# every burst), ONLY (smallwebrtc or pipecat: run one server; the table needs both), NICE
+# BUDGET_SECS (ramp + refine time per server; default 300), OUR_PORT / PIPECAT_PORT /
+# PIPECAT_SWRTC_PORT (7870 / 7871 / 7872), VENV (.venv-pipecat), OUT (target/scale: logs,
+# the raw JSON and a CSV of every burst), SERVERS (which to run, default "smallwebrtc
+# pipecat"; add pipecat-swrtc for the Pipecat pipeline on our transport; a table needs
+# both of its servers), ONLY (one server), NICE
 # (default -10: run as root, both the server and the generator get that priority so other
 # work on the machine disturbs the measurement less; 0 to leave priorities alone).
 set -euo pipefail
@@ -30,9 +34,12 @@ REFINE=${REFINE:-2}
 BUDGET_SECS=${BUDGET_SECS:-300}
 OUR_PORT=${OUR_PORT:-7870}
 PIPECAT_PORT=${PIPECAT_PORT:-7871}
+PIPECAT_SWRTC_PORT=${PIPECAT_SWRTC_PORT:-7872}
 VENV=${VENV:-.venv-pipecat}
 OUT=${OUT:-target/scale}
 ONLY=${ONLY:-}
+SERVERS=" ${ONLY:-${SERVERS:-smallwebrtc pipecat}} "
+want() { [[ "$SERVERS" == *" $1 "* ]]; }
 NICE=${NICE:--10}
 PRIO=()
 if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ]; then
@@ -47,8 +54,8 @@ if [ "$(nproc)" -lt 2 ]; then
 fi
 
 # --- build -----------------------------------------------------------------------------------
-echo "== building the echo example and the load generator (release)"
-cargo build --release --example echo --bench loadgen --message-format=json-render-diagnostics \
+echo "== building the library, the echo example and the load generator (release)"
+cargo build --release --lib --example echo --bench loadgen --message-format=json-render-diagnostics \
     > "$OUT/build.json"
 LOADGEN=$(grep '"name":"loadgen"' "$OUT/build.json" | grep -o '"executable":"[^"]*"' \
     | tail -n 1 | cut -d'"' -f4)
@@ -60,7 +67,7 @@ if [ -z "$LOADGEN" ] || [ -z "$ECHO" ]; then
 fi
 
 # --- Pipecat venv ----------------------------------------------------------------------------
-if [ "$ONLY" != smallwebrtc ]; then
+if want pipecat || want pipecat-swrtc; then
     echo "== Pipecat venv ($VENV)"
     if [ ! -x "$VENV/bin/python" ]; then
         python3 -m venv "$VENV"
@@ -120,18 +127,30 @@ run_one() {
     stop_server
 }
 
-if [ "$ONLY" != pipecat ]; then
+if want smallwebrtc; then
     run_one smallwebrtc "$OUR_PORT" "$ECHO" --addr "127.0.0.1:$OUR_PORT" --no-rtvi
 fi
-if [ "$ONLY" != smallwebrtc ]; then
+if want pipecat; then
     run_one pipecat "$PIPECAT_PORT" "$VENV/bin/python" benches/pipecat_echo_bot.py \
         --port "$PIPECAT_PORT"
+fi
+if want pipecat-swrtc; then
+    # The same Pipecat pipeline on our transport: this tree's package over the release library.
+    run_one pipecat-swrtc "$PIPECAT_SWRTC_PORT" env PYTHONPATH=python \
+        SMALLWEBRTC_LIB=target/release/libsmallwebrtc.so "$VENV/bin/python" \
+        python/examples/pipecat_echo_bot.py --addr "127.0.0.1:$PIPECAT_SWRTC_PORT" --no-video \
+        --no-rtvi
 fi
 
 # --- the table -------------------------------------------------------------------------------
 echo
 echo "== scale: server pinned to one core, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(( $(date +%s) - start )) s"
-if [ -z "$ONLY" ]; then
+if want smallwebrtc && want pipecat; then
     "$LOADGEN" --table "$OUT/smallwebrtc.json" "$OUT/pipecat.json" | tee "$OUT/table.md"
 fi
-echo "raw numbers: $OUT/smallwebrtc.json $OUT/pipecat.json (every step), logs in $OUT/"
+if want pipecat-swrtc && want pipecat; then
+    echo
+    echo "== Pipecat's pipeline on our transport (pipecat-swrtc) against Pipecat's own transport"
+    "$LOADGEN" --table "$OUT/pipecat-swrtc.json" "$OUT/pipecat.json" | tee "$OUT/table-pipecat-swrtc.md"
+fi
+echo "raw numbers: $OUT/*.json (every step), logs in $OUT/"
