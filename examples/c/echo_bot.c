@@ -4,11 +4,16 @@
  *
  *   cc -std=c11 -D_POSIX_C_SOURCE=200809L -Iinclude examples/c/echo_bot.c \
  *      -Ltarget/debug -lsmallwebrtc -lpthread -o echo_bot
- *   ./echo_bot [IP:PORT] [seconds]     (default 127.0.0.1:7860, run until killed)
+ *   ./echo_bot [IP:PORT] [seconds]     (default 127.0.0.1:7860, run until SIGINT/SIGTERM)
+ *
+ * At the end (the time is up, or a signal) it stops the server, lets each peer thread free
+ * its peer, and waits for them, so nothing is left running or allocated.
  *
  * Prints "listening on http://IP:PORT/" once ready, then one line per peer event.
  */
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +72,9 @@ struct bot {
     char pc_id[96];
 };
 
+static atomic_int stop;             /* set by a signal (lock-free atomics are signal-safe) */
+static atomic_int live_peers; /* peer threads still running, so main can wait for them */
+
 static void *run_peer(void *arg) {
     struct bot *b = arg;
     int16_t frame[FRAME];
@@ -88,11 +96,12 @@ static void *run_peer(void *arg) {
             }
             swrtc_event_clear(&ev);
         }
-        if (closed || r == SWRTC_ERR_CLOSED)
+        if (closed || r == SWRTC_ERR_CLOSED || atomic_load(&stop))
             break;
     }
     swrtc_peer_free(b->peer);
     free(b);
+    atomic_fetch_sub(&live_peers, 1);
     return NULL;
 }
 
@@ -109,7 +118,9 @@ static void on_peer(void *user_data, SwrtcPeer *peer, const char *pc_id, const c
     snprintf(b->pc_id, sizeof b->pc_id, "%s", pc_id);
     printf("new peer %s request_data %s\n", pc_id, request_data);
     fflush(stdout);
+    atomic_fetch_add(&live_peers, 1);
     if (pthread_create(&t, NULL, run_peer, b) != 0) {
+        atomic_fetch_sub(&live_peers, 1);
         swrtc_peer_free(peer);
         free(b);
         return;
@@ -117,7 +128,16 @@ static void on_peer(void *user_data, SwrtcPeer *peer, const char *pc_id, const c
     pthread_detach(t);
 }
 
+static void on_signal(int sig) {
+    (void)sig;
+    atomic_store(&stop, 1);
+}
+
 int main(int argc, char **argv) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal; /* Ctrl-C or SIGTERM: free the server and exit cleanly */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     SwrtcServerConfig cfg;
     swrtc_server_config_default(&cfg);
     cfg.addr = argc > 1 ? argv[1] : "127.0.0.1:7860";
@@ -141,10 +161,16 @@ int main(int argc, char **argv) {
         *colon = 0;
     printf("listening on http://%s:%u/\n", host, (unsigned)port);
     fflush(stdout);
-    for (int i = 0; seconds == 0 || i < seconds * 10; i++) {
+    for (int i = 0; !atomic_load(&stop) && (seconds == 0 || i < seconds * 10); i++) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    swrtc_server_free(server);
+    atomic_store(&stop, 1);
+    swrtc_server_free(server); /* no on_peer runs after this */
+    /* The peer threads see `stop` within a read (20 ms) and free their peers (peerLeft). */
+    while (atomic_load(&live_peers) > 0) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     return 0;
 }
