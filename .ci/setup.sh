@@ -21,6 +21,8 @@ if $tests; then
     command -v ip >/dev/null || need+=(iproute2)
     command -v unshare >/dev/null || need+=(util-linux)
     python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+    command -v valgrind >/dev/null || need+=(valgrind)
+    command -v readelf >/dev/null || need+=(binutils)
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2

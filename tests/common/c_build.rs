@@ -1,5 +1,6 @@
-//! Builds the C examples the way a C user would: against the committed header and the
-//! shared library of this build profile, with `-Wall -Wextra -Werror`.
+//! Builds the C and C++ examples the way a user would: against the committed headers and
+//! the shared library of this build profile, with `-Wall -Wextra -Werror`, optionally with
+//! AddressSanitizer and UndefinedBehaviorSanitizer.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,38 +16,79 @@ fn lib_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// Compiles `examples/c/<name>.c` into `out_dir/<name>`, after building the shared library
-/// (`cargo build --lib`), and returns the executable's path. `libs` are extra `-l` flags.
-pub fn compile_c_example(name: &str, out_dir: &Path, libs: &[&str]) -> PathBuf {
+/// Builds the shared library of this profile (`cargo build --lib`).
+pub fn build_lib() {
     let status = Command::new(env!("CARGO"))
         .args(["build", "--lib", "--quiet"])
         .current_dir(root())
         .status()
         .expect("cargo runs");
     assert!(status.success(), "cargo build --lib failed");
-    std::fs::create_dir_all(out_dir).unwrap();
-    let exe = out_dir.join(name);
-    let lib = lib_dir();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
+}
+
+/// The flags of a sanitized build (compile and link): ASan and UBSan, every UB report
+/// fatal, frames kept for readable reports.
+pub const SANITIZE: &[&str] = &[
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+    "-g",
+];
+
+/// Compiles the example `src` (a path from the repository root; `.cpp` is built as C++17
+/// with `c++`, anything else as C11 with `cc`) into `exe` with warnings as errors, adding
+/// `flags` (include paths, libraries, sanitizers) after the source.
+pub fn compile(src: &str, exe: &Path, flags: &[String]) {
+    let cpp = src.ends_with(".cpp");
+    let (var, default, std) = if cpp {
+        ("CXX", "c++", "-std=c++17")
+    } else {
+        ("CC", "cc", "-std=c11")
+    };
+    let compiler = std::env::var(var).unwrap_or_else(|_| default.into());
+    if let Some(dir) = exe.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let out = Command::new(&compiler)
         .args([
-            "-std=c11",
+            std,
             "-Wall",
             "-Wextra",
             "-Werror",
             "-D_POSIX_C_SOURCE=200809L",
         ])
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg(root().join(format!("examples/c/{name}.c")))
+        .arg(root().join(src))
         .arg("-o")
-        .arg(&exe)
-        .arg(format!("-L{}", lib.display()))
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .arg("-lsmallwebrtc")
-        .args(libs)
-        .status()
-        .expect("a C compiler");
-    assert!(status.success(), "examples/c/{name}.c does not compile");
+        .arg(exe)
+        .args(flags)
+        .output()
+        .unwrap_or_else(|e| panic!("{compiler}: {e}"));
+    assert!(
+        out.status.success(),
+        "{src} does not compile with {compiler} {flags:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Flags to build against the repository's headers and this profile's shared library.
+pub fn local_flags() -> Vec<String> {
+    let lib = lib_dir();
+    vec![
+        format!("-I{}", root().join("include").display()),
+        format!("-L{}", lib.display()),
+        format!("-Wl,-rpath,{}", lib.display()),
+        "-lsmallwebrtc".into(),
+        "-lpthread".into(),
+    ]
+}
+
+/// Compiles `examples/c/<name>.c` into `out_dir/<name>`, after building the shared library
+/// (`cargo build --lib`), and returns the executable's path. `libs` are extra `-l` flags.
+pub fn compile_c_example(name: &str, out_dir: &Path, libs: &[&str]) -> PathBuf {
+    build_lib();
+    let exe = out_dir.join(name);
+    let mut flags = local_flags();
+    flags.extend(libs.iter().map(|l| l.to_string()));
+    compile(&format!("examples/c/{name}.c"), &exe, &flags);
     exe
 }
