@@ -95,6 +95,16 @@ pub fn media_lines(sdp: &str) -> Vec<MediaLine> {
     out
 }
 
+/// The ICE user fragment of an SDP text or fragment: the first `a=ice-ufrag:` line,
+/// session- or media-level (bundled offers carry one).
+pub fn ice_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind};
 use crate::runtime::Runtime;
 use crate::session::{sdp, PeerState};
 
-use super::{esp32, ConnectionMode, NewPeer, OnPeer, ServerConfig};
+use super::{esp32, ConnectionMode, NewPeer, OnPeer, Protocol, ServerConfig};
 
 /// New peers waiting for [`Registry::accept`]; past this, offers get 503 (the app is not
 /// accepting peers, and each one waiting holds sockets).
@@ -52,6 +52,18 @@ pub struct Answer {
     pub pc_id: String,
 }
 
+/// A live session as a WHIP/WHEP resource.
+pub struct Resource {
+    /// Its peer.
+    pub peer: Arc<Peer>,
+    /// The signalling it came by.
+    pub protocol: Protocol,
+    /// Its entity tag, quoted (`"…"`), for `ETag` and `If-Match`.
+    pub etag: String,
+    /// The client's ICE ufrag from its offer.
+    pub remote_ufrag: Option<String>,
+}
+
 /// Why a request failed: an HTTP status and a message for the `{"error": …}` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteError {
@@ -84,6 +96,17 @@ impl From<Error> for RouteError {
     }
 }
 
+/// A peer the registry knows: held weakly, with the signalling it came by and, for WHIP
+/// and WHEP resources, an entity tag.
+struct Entry {
+    peer: Weak<Peer>,
+    protocol: Protocol,
+    etag: String,
+    /// The client's ICE ufrag from its offer: a trickle fragment with another one asks for
+    /// an ICE restart.
+    remote_ufrag: Option<String>,
+}
+
 struct StartSession {
     data: Value,
     created: Instant,
@@ -94,7 +117,7 @@ struct StartSession {
 pub struct Registry {
     cfg: ServerConfig,
     runtime: Runtime,
-    peers: Mutex<HashMap<String, Weak<Peer>>>,
+    peers: Mutex<HashMap<String, Entry>>,
     sessions: Mutex<HashMap<String, StartSession>>,
     /// Serialises offers in single mode so two clients cannot both become "the" connection.
     single: Mutex<()>,
@@ -137,6 +160,17 @@ impl Registry {
     /// Answers an offer: renegotiates the peer named by `pc_id`, restarts it
     /// (`restart_pc`), or creates a new peer and hands it to the app.
     pub fn offer(&self, req: OfferRequest) -> Result<Answer, RouteError> {
+        self.offer_as(req, Protocol::Pipecat)
+    }
+
+    /// [`Registry::offer`] for a peer that comes by `protocol`; the app's [`NewPeer`] says
+    /// which. WHIP and WHEP offers always make a new peer (their `pc_id` names the session
+    /// resource; `pc_id` and `restart_pc` are ignored).
+    pub fn offer_as(&self, mut req: OfferRequest, protocol: Protocol) -> Result<Answer, RouteError> {
+        if protocol != Protocol::Pipecat {
+            req.pc_id = None;
+            req.restart_pc = false;
+        }
         // Reject garbage before binding sockets for it.
         sdp::parse_offer(&req.sdp).map_err(RouteError::from)?;
         let compact = self.cfg.esp32 || esp32::is_esp32_offer(&req.sdp);
@@ -187,13 +221,21 @@ impl Registry {
         )?);
         // On failure the peer is dropped here, which closes it.
         let answer = self.finish(peer.handle_offer(&req.sdp)?, &req.sdp, compact)?;
-        self.peers
-            .lock()
-            .insert(pc_id.clone(), Arc::downgrade(&peer));
+        let etag = format!("\"{}\"", hex(&random_bytes::<8>()?));
+        self.peers.lock().insert(
+            pc_id.clone(),
+            Entry {
+                peer: Arc::downgrade(&peer),
+                protocol,
+                etag,
+                remote_ufrag: sdp::ice_ufrag(&req.sdp).map(str::to_owned),
+            },
+        );
         let new = NewPeer {
             peer,
             pc_id: pc_id.clone(),
             request_data: req.request_data,
+            protocol,
         };
         if let Some(on_peer) = &self.on_peer {
             on_peer(new);
@@ -205,7 +247,7 @@ impl Registry {
             };
             return Err(RouteError::new(503, reason));
         }
-        info!("new peer {pc_id}");
+        info!("new {} peer {pc_id}", protocol.as_str());
         Ok(Answer { sdp: answer, pc_id })
     }
 
@@ -280,6 +322,40 @@ impl Registry {
         self.live_peer(pc_id)
     }
 
+    /// The live peer named `pc_id` with the signalling it came by and its entity tag (a
+    /// quoted string, for WHIP/WHEP `ETag`) and the client's ICE ufrag.
+    pub fn resource(&self, pc_id: &str) -> Option<Resource> {
+        let (weak, protocol, etag, remote_ufrag) = {
+            let peers = self.peers.lock();
+            let e = peers.get(pc_id)?;
+            (
+                e.peer.clone(),
+                e.protocol,
+                e.etag.clone(),
+                e.remote_ufrag.clone(),
+            )
+        };
+        let peer = weak.upgrade().filter(|p| p.state() != PeerState::Closed)?;
+        Some(Resource {
+            peer,
+            protocol,
+            etag,
+            remote_ufrag,
+        })
+    }
+
+    /// Ends the session `pc_id` (WHIP/WHEP `DELETE`): forgets it and closes its peer (the
+    /// app sees it close). Unknown or already closed: 404.
+    pub fn end(&self, pc_id: &str) -> Result<(), RouteError> {
+        let peer = self
+            .live_peer(pc_id)
+            .ok_or_else(|| RouteError::new(404, format!("unknown session {pc_id}")))?;
+        self.peers.lock().remove(pc_id);
+        info!("{pc_id} ended by its client");
+        peer.close()?;
+        Ok(())
+    }
+
     /// The pc_ids of live peers.
     pub fn pc_ids(&self) -> Vec<String> {
         self.sweep();
@@ -292,7 +368,7 @@ impl Registry {
     }
 
     fn live_peer(&self, pc_id: &str) -> Option<Arc<Peer>> {
-        let weak = self.peers.lock().get(pc_id).cloned()?;
+        let weak = self.peers.lock().get(pc_id).map(|e| e.peer.clone())?;
         weak.upgrade().filter(|p| p.state() != PeerState::Closed)
     }
 
@@ -306,7 +382,7 @@ impl Registry {
         // Upgraded handles are dropped after the lock: a last handle's drop closes a peer,
         // which must not happen under our lock.
         let mut held = Vec::new();
-        self.peers.lock().retain(|_, w| match w.upgrade() {
+        self.peers.lock().retain(|_, e| match e.peer.upgrade() {
             None => false,
             Some(p) => {
                 let live = p.state() != PeerState::Closed;
