@@ -49,15 +49,27 @@ fn c_echo_bot_serves_aiortc_over_http() {
 
     let mut client = AiortcPeer::spawn();
     let offer = client.offer(json!({"audio": true, "video": false, "tone_hz": 700}));
-    let body = json!({"sdp": offer, "type": "offer", "request_data": {"from": "c-test"}})
-        .to_string();
+    let body =
+        json!({"sdp": offer, "type": "offer", "request_data": {"from": "c-test"}}).to_string();
     let r = request_with(addr, "POST", "/api/offer", &[json_type], body.as_bytes());
     assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("WWW-Authenticate"), Some("Bearer"));
     let wrong = ("Authorization", "Bearer nope");
-    let r = request_with(addr, "POST", "/api/offer", &[json_type, wrong], body.as_bytes());
+    let r = request_with(
+        addr,
+        "POST",
+        "/api/offer",
+        &[json_type, wrong],
+        body.as_bytes(),
+    );
     assert_eq!(r.status, 403);
-    let r = request_with(addr, "POST", "/api/offer", &[json_type, auth], body.as_bytes());
+    let r = request_with(
+        addr,
+        "POST",
+        "/api/offer",
+        &[json_type, auth],
+        body.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let line = said.recv_timeout(T).expect("the bot reports the peer");
     assert!(line.ends_with("protocol pipecat"), "{line}");

@@ -36,13 +36,13 @@ fn server(access: Option<&'static str>) -> Server {
             ..common::peers::loopback()
         },
         access: access.map(|token| {
-            Arc::new(move |r: &smallwebrtc::signalling::AccessRequest<'_>| {
-                match r.bearer_token() {
+            Arc::new(
+                move |r: &smallwebrtc::signalling::AccessRequest<'_>| match r.bearer_token() {
                     Some(t) if t == token => Access::Allow,
                     Some(_) => Access::Forbidden("wrong token".into()),
                     None => Access::Unauthorized("a bearer token is needed".into()),
-                }
-            }) as smallwebrtc::signalling::AccessHook
+                },
+            ) as smallwebrtc::signalling::AccessHook
         }),
         ..ServerConfig::default()
     };
@@ -67,10 +67,7 @@ fn post_offer(addr: SocketAddr, path: &str, sdp: &str) -> (String, String) {
 
 /// Frequency of a mono signal by rising zero crossings.
 fn frequency(samples: &[i16], rate: u32) -> f64 {
-    let rising = samples
-        .windows(2)
-        .filter(|w| w[0] < 0 && w[1] >= 0)
-        .count();
+    let rising = samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
     rising as f64 * rate as f64 / samples.len() as f64
 }
 
@@ -134,7 +131,10 @@ fn aiortc_publishes_over_whip_and_the_app_hears_it() {
         .read_video(VideoSource::Camera, Some(T))
         .expect("the published camera reaches the app");
     assert_eq!((frame.width, frame.height), (640, 480));
-    eprintln!("WHIP publish: app heard {hz:.1} Hz, camera {}x{}", frame.width, frame.height);
+    eprintln!(
+        "WHIP publish: app heard {hz:.1} Hz, camera {}x{}",
+        frame.width, frame.height
+    );
     delete_and_see_close(addr, &location, &new);
     client.close();
 }
@@ -188,8 +188,14 @@ fn aiortc_views_over_whep_what_the_app_writes() {
     };
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    assert!(video["frames"].as_u64().unwrap_or(0) >= 5, "viewer video: {video}");
-    eprintln!("WHEP view: viewer heard {}, video {video}", stats["freq_hz"]);
+    assert!(
+        video["frames"].as_u64().unwrap_or(0) >= 5,
+        "viewer video: {video}"
+    );
+    eprintln!(
+        "WHEP view: viewer heard {}, video {video}",
+        stats["freq_hz"]
+    );
     delete_and_see_close(addr, &location, &new);
     client.close();
 }
@@ -207,7 +213,9 @@ fn simple_whip_client_publishes_audio_and_video() {
                  application/x-rtp,media=video,encoding-name=VP8,payload=96";
     let run = |token: &str| {
         Command::new("whip-client")
-            .args(["-u", &url, "-t", token, "-A", audio, "-V", video, "-l", "4", "-o"])
+            .args([
+                "-u", &url, "-t", token, "-A", audio, "-V", video, "-l", "4", "-o",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -238,7 +246,10 @@ fn simple_whip_client_publishes_audio_and_video() {
             .read_video(VideoSource::Camera, Some(T))
             .expect("GStreamer's video reaches the app");
         assert_eq!((frame.width, frame.height), (320, 240));
-        eprintln!("whip-client: app heard {hz:.1} Hz, video {}x{}", frame.width, frame.height);
+        eprintln!(
+            "whip-client: app heard {hz:.1} Hz, video {}x{}",
+            frame.width, frame.height
+        );
     }));
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();

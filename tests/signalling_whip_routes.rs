@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use signalling_support::synthetic_offer;
 use smallwebrtc::signalling::{
-    routes, whip, Access, AccessRequest, ConnectionMode, IceServer, NewPeer, Protocol, Registry, Request,
-    Response, ServerConfig,
+    routes, whip, Access, AccessRequest, ConnectionMode, IceServer, NewPeer, Protocol, Registry,
+    Request, Response, ServerConfig,
 };
 use smallwebrtc::PeerState;
 
@@ -49,7 +49,10 @@ fn post_sdp(reg: &Registry, path: &str, sdp: &str) -> Response {
 fn assert_error(r: &Response, status: u16, contains: &str) {
     assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
     let msg = r.body_json()["error"].as_str().unwrap_or("").to_owned();
-    assert!(msg.contains(contains), "{msg:?} should mention {contains:?}");
+    assert!(
+        msg.contains(contains),
+        "{msg:?} should mention {contains:?}"
+    );
 }
 
 fn frag(ufrag: &str, candidate: &str) -> String {
@@ -93,7 +96,10 @@ fn whip_post_creates_a_resource_that_trickles_and_ends() {
     let location = r.header("Location").expect("Location").to_owned();
     let pc_id = location.strip_prefix("/whip/").expect("under /whip/");
     let etag = r.header("ETag").expect("ETag").to_owned();
-    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2, "{etag}");
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2,
+        "{etag}"
+    );
     let links: Vec<&str> = r
         .headers
         .iter()
@@ -122,8 +128,14 @@ fn whip_post_creates_a_resource_that_trickles_and_ends() {
     // Trickle: 204 with the current tag or none; a stale tag is 412; a new ufrag is an
     // ICE restart, refused with 422.
     let cand = "candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host";
-    assert_eq!(patch(&reg, &location, &frag("abcd", cand), Some(&etag)).status, 204);
-    assert_eq!(patch(&reg, &location, &frag("abcd", cand), None).status, 204);
+    assert_eq!(
+        patch(&reg, &location, &frag("abcd", cand), Some(&etag)).status,
+        204
+    );
+    assert_eq!(
+        patch(&reg, &location, &frag("abcd", cand), None).status,
+        204
+    );
     assert_error(
         &patch(&reg, &location, &frag("abcd", cand), Some("\"stale\"")),
         412,
@@ -136,17 +148,32 @@ fn whip_post_creates_a_resource_that_trickles_and_ends() {
     );
     let r = send(&reg, Request::new("PATCH", &location, frag("abcd", cand)));
     assert_error(&r, 415, "application/trickle-ice-sdpfrag");
-    assert_error(&patch(&reg, &location, "hello\r\n", None), 400, "not an SDP line");
+    assert_error(
+        &patch(&reg, &location, "hello\r\n", None),
+        400,
+        "not an SDP line",
+    );
 
     // The resource is WHIP's: the same id under /whep is unknown.
     let r = send(&reg, Request::new("DELETE", &format!("/whep/{pc_id}"), ""));
     assert_error(&r, 404, "no whep session");
 
-    assert_eq!(send(&reg, Request::new("DELETE", &location, "")).status, 200);
+    assert_eq!(
+        send(&reg, Request::new("DELETE", &location, "")).status,
+        200
+    );
     assert_eq!(new.peer.state(), PeerState::Closed);
     assert!(reg.peer(pc_id).is_none());
-    assert_error(&send(&reg, Request::new("DELETE", &location, "")), 404, pc_id);
-    assert_error(&patch(&reg, &location, &frag("abcd", cand), None), 404, pc_id);
+    assert_error(
+        &send(&reg, Request::new("DELETE", &location, "")),
+        404,
+        pc_id,
+    );
+    assert_error(
+        &patch(&reg, &location, &frag("abcd", cand), None),
+        404,
+        pc_id,
+    );
 }
 
 #[test]
@@ -158,13 +185,19 @@ fn whep_post_makes_a_whep_peer() {
     let location = r.header("Location").unwrap();
     assert!(location.starts_with("/whep/"), "{location}");
     let answer = String::from_utf8(r.body.clone()).unwrap();
-    assert!(answer.contains("a=sendonly"), "answers recvonly with sendonly: {answer}");
+    assert!(
+        answer.contains("a=sendonly"),
+        "answers recvonly with sendonly: {answer}"
+    );
     let new = peers.lock().pop().unwrap();
     assert_eq!(new.protocol, Protocol::Whep);
     assert_eq!(new.request_data, Value::Null);
     // Pipecat peers say so too.
     let body = json!({"sdp": synthetic_offer(), "type": "offer"}).to_string();
-    assert_eq!(send(&reg, Request::new("POST", "/api/offer", body)).status, 200);
+    assert_eq!(
+        send(&reg, Request::new("POST", "/api/offer", body)).status,
+        200
+    );
     assert_eq!(peers.lock().pop().unwrap().protocol, Protocol::Pipecat);
 }
 
@@ -198,9 +231,17 @@ fn bad_whip_requests_get_the_errors_api_offer_has() {
         let r = send(&reg, Request::new("PUT", &format!("{path}/x"), ""));
         assert_eq!(r.status, 405);
         assert_eq!(r.header("Allow"), Some("PATCH, DELETE, OPTIONS"));
-        let r = patch(&reg, &format!("{path}/nope"), "a=end-of-candidates\r\n", None);
+        let r = patch(
+            &reg,
+            &format!("{path}/nope"),
+            "a=end-of-candidates\r\n",
+            None,
+        );
         assert_error(&r, 404, "nope");
-        assert_eq!(send(&reg, Request::new("GET", &format!("{path}/a/b"), "")).status, 404);
+        assert_eq!(
+            send(&reg, Request::new("GET", &format!("{path}/a/b"), "")).status,
+            404
+        );
     }
     // Content-Type parameters and case do not matter.
     let r = send(
@@ -212,11 +253,20 @@ fn bad_whip_requests_get_the_errors_api_offer_has() {
     assert!(peers.lock().len() == 1);
     // Preflights advertise what the endpoints take.
     let r = send(&reg, Request::new("OPTIONS", "/whip", ""));
-    assert_eq!((r.status, r.header("Accept-Post")), (204, Some("application/sdp")));
+    assert_eq!(
+        (r.status, r.header("Accept-Post")),
+        (204, Some("application/sdp"))
+    );
     let r = send(&reg, Request::new("OPTIONS", "/whep/any", ""));
     assert_eq!(r.status, 204);
-    assert_eq!(r.header("Accept-Patch"), Some("application/trickle-ice-sdpfrag"));
-    assert!(r.header("Access-Control-Allow-Methods").unwrap().contains("DELETE"));
+    assert_eq!(
+        r.header("Accept-Patch"),
+        Some("application/trickle-ice-sdpfrag")
+    );
+    assert!(r
+        .header("Access-Control-Allow-Methods")
+        .unwrap()
+        .contains("DELETE"));
 }
 
 #[test]
@@ -226,13 +276,20 @@ fn single_mode_caps_whip_like_api_offer() {
         ..ServerConfig::default()
     });
     assert_eq!(post_sdp(&reg, "/whip", &synthetic_offer()).status, 201);
-    assert_error(&post_sdp(&reg, "/whep", &synthetic_offer()), 400, "single-connection");
+    assert_error(
+        &post_sdp(&reg, "/whep", &synthetic_offer()),
+        400,
+        "single-connection",
+    );
     let body = json!({"sdp": synthetic_offer()}).to_string();
     let r = send(&reg, Request::new("POST", "/api/offer", body));
     assert_error(&r, 400, "single-connection");
     // Ending the WHIP session frees the slot.
     let pc_id = peers.lock()[0].pc_id.clone();
-    assert_eq!(send(&reg, Request::new("DELETE", &format!("/whip/{pc_id}"), "")).status, 200);
+    assert_eq!(
+        send(&reg, Request::new("DELETE", &format!("/whip/{pc_id}"), "")).status,
+        200
+    );
     assert_eq!(post_sdp(&reg, "/whep", &synthetic_offer()).status, 201);
 }
 
@@ -256,8 +313,12 @@ fn access_hook_guards_every_protocol() {
         })),
         ..ServerConfig::default()
     });
-    let authed = |req: Request, token: &str| req.with_header("Authorization", &format!("Bearer {token}"));
-    let whip = || Request::new("POST", "/whip?room=a", synthetic_offer()).with_header("Content-Type", "application/sdp");
+    let authed =
+        |req: Request, token: &str| req.with_header("Authorization", &format!("Bearer {token}"));
+    let whip = || {
+        Request::new("POST", "/whip?room=a", synthetic_offer())
+            .with_header("Content-Type", "application/sdp")
+    };
 
     let r = send(&reg, whip());
     assert_error(&r, 401, "unauthorized");
@@ -269,11 +330,20 @@ fn access_hook_guards_every_protocol() {
     let location = r.header("Location").unwrap().to_owned();
     assert_eq!(
         seen.lock().last().cloned().unwrap(),
-        ("POST".into(), "/whip".into(), Protocol::Whip, json!({"room": "a"}))
+        (
+            "POST".into(),
+            "/whip".into(),
+            Protocol::Whip,
+            json!({"room": "a"})
+        )
     );
     // Resource requests are asked too (before revealing whether the resource exists).
     assert_error(&send(&reg, Request::new("DELETE", &location, "")), 401, "");
-    assert_error(&send(&reg, Request::new("DELETE", "/whip/none", "")), 401, "");
+    assert_error(
+        &send(&reg, Request::new("DELETE", "/whip/none", "")),
+        401,
+        "",
+    );
     let cand = "a=end-of-candidates\r\n";
     let r = send(
         &reg,
@@ -281,31 +351,66 @@ fn access_hook_guards_every_protocol() {
             .with_header("Content-Type", "application/trickle-ice-sdpfrag"),
     );
     assert_eq!(r.status, 204);
-    assert_eq!(send(&reg, authed(Request::new("DELETE", &location, ""), "good")).status, 200);
+    assert_eq!(
+        send(&reg, authed(Request::new("DELETE", &location, ""), "good")).status,
+        200
+    );
 
     // WHEP, /api/offer, PATCH /api/offer and /start.
-    let whep = Request::new("POST", "/whep", synthetic_offer()).with_header("Content-Type", "application/sdp");
+    let whep = Request::new("POST", "/whep", synthetic_offer())
+        .with_header("Content-Type", "application/sdp");
     assert_eq!(send(&reg, whep.clone()).status, 401);
     assert_eq!(send(&reg, authed(whep, "good")).status, 201);
     assert_eq!(seen.lock().last().unwrap().2, Protocol::Whep);
     let body = json!({"sdp": synthetic_offer(), "request_data": {"user": 7}}).to_string();
     let r = send(&reg, Request::new("POST", "/api/offer", body.clone()));
-    assert_eq!((r.status, r.header("WWW-Authenticate")), (401, Some("Bearer")));
+    assert_eq!(
+        (r.status, r.header("WWW-Authenticate")),
+        (401, Some("Bearer"))
+    );
     assert_eq!(
         seen.lock().last().cloned().unwrap(),
-        ("POST".into(), "/api/offer".into(), Protocol::Pipecat, json!({"user": 7}))
+        (
+            "POST".into(),
+            "/api/offer".into(),
+            Protocol::Pipecat,
+            json!({"user": 7})
+        )
     );
-    assert_eq!(send(&reg, authed(Request::new("POST", "/api/offer", body), "good")).status, 200);
+    assert_eq!(
+        send(
+            &reg,
+            authed(Request::new("POST", "/api/offer", body), "good")
+        )
+        .status,
+        200
+    );
     let patch_body = json!({"pc_id": "x", "candidates": []}).to_string();
-    assert_eq!(send(&reg, Request::new("PATCH", "/api/offer", patch_body)).status, 401);
+    assert_eq!(
+        send(&reg, Request::new("PATCH", "/api/offer", patch_body)).status,
+        401
+    );
     let start = json!({"body": {"room": 1}}).to_string();
-    assert_eq!(send(&reg, authed(Request::new("POST", "/start", start.clone()), "bad")).status, 403);
+    assert_eq!(
+        send(
+            &reg,
+            authed(Request::new("POST", "/start", start.clone()), "bad")
+        )
+        .status,
+        403
+    );
     assert_eq!(seen.lock().last().unwrap().3, json!({"room": 1}));
-    assert_eq!(send(&reg, authed(Request::new("POST", "/start", start), "good")).status, 200);
+    assert_eq!(
+        send(&reg, authed(Request::new("POST", "/start", start), "good")).status,
+        200
+    );
     // Preflights and the page are never asked about.
     let asked = seen.lock().len();
     assert_eq!(send(&reg, Request::new("OPTIONS", "/whip", "")).status, 204);
-    assert_eq!(send(&reg, Request::new("OPTIONS", "/api/offer", "")).status, 204);
+    assert_eq!(
+        send(&reg, Request::new("OPTIONS", "/api/offer", "")).status,
+        204
+    );
     assert_eq!(send(&reg, Request::new("GET", "/", "")).status, 200);
     assert_eq!(seen.lock().len(), asked);
 }

@@ -334,18 +334,13 @@ pub unsafe extern "C" fn swrtc_server_new(
         });
         // SAFETY: NULL or valid per the contract; copied.
         let target = unsafe { callbacks.as_ref() }.map(|c| Arc::new(CallbackTarget(*c)));
-        let on_peer = target
-            .as_ref()
-            .filter(|t| t.0.on_peer.is_some())
-            .map(|t| {
-                let t = t.clone();
-                Arc::new(move |new: NewPeer| t.deliver(new)) as crate::signalling::OnPeer
-            });
-        config.access = target
-            .filter(|t| t.0.on_access.is_some())
-            .map(|t| {
-                Arc::new(move |r: &AccessRequest<'_>| t.access(r)) as crate::signalling::AccessHook
-            });
+        let on_peer = target.as_ref().filter(|t| t.0.on_peer.is_some()).map(|t| {
+            let t = t.clone();
+            Arc::new(move |new: NewPeer| t.deliver(new)) as crate::signalling::OnPeer
+        });
+        config.access = target.filter(|t| t.0.on_access.is_some()).map(|t| {
+            Arc::new(move |r: &AccessRequest<'_>| t.access(r)) as crate::signalling::AccessHook
+        });
         let server = Server::start(config, on_peer)?;
         // SAFETY: checked non-NULL.
         unsafe { out.write(Box::into_raw(Box::new(SwrtcServer { server }))) };

@@ -86,7 +86,11 @@ impl Relay {
     }
 
     fn live_viewers(&self) -> Vec<Arc<Peer>> {
-        self.viewers.lock().iter().filter_map(|w| w.upgrade()).collect()
+        self.viewers
+            .lock()
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect()
     }
 
     fn audio(&self, frame: &AudioFrame) {

@@ -166,7 +166,11 @@ impl Registry {
     /// [`Registry::offer`] for a peer that comes by `protocol`; the app's [`NewPeer`] says
     /// which. WHIP and WHEP offers always make a new peer (their `pc_id` names the session
     /// resource; `pc_id` and `restart_pc` are ignored).
-    pub fn offer_as(&self, mut req: OfferRequest, protocol: Protocol) -> Result<Answer, RouteError> {
+    pub fn offer_as(
+        &self,
+        mut req: OfferRequest,
+        protocol: Protocol,
+    ) -> Result<Answer, RouteError> {
         if protocol != Protocol::Pipecat {
             req.pc_id = None;
             req.restart_pc = false;

@@ -35,9 +35,7 @@ pub fn route(req: &Request, reg: &Registry, segments: &[&str]) -> Option<Respons
     };
     Some(match (id, req.method.as_str()) {
         (None, "POST") => post(req, reg, protocol).unwrap_or_else(error_response),
-        (None, "OPTIONS") => {
-            preflight(ENDPOINT_METHODS).with_header("Accept-Post", SDP_TYPE)
-        }
+        (None, "OPTIONS") => preflight(ENDPOINT_METHODS).with_header("Accept-Post", SDP_TYPE),
         (None, _) => not_allowed(ENDPOINT_METHODS),
         (Some(id), "PATCH") => patch(req, reg, protocol, id).unwrap_or_else(error_response),
         (Some(id), "DELETE") => delete(req, reg, protocol, id).unwrap_or_else(error_response),
@@ -133,7 +131,11 @@ fn delete(
     id: &str,
 ) -> Result<Response, RouteError> {
     check_access(req, reg, protocol, &Value::Null)?;
-    if reg.resource(id).filter(|r| r.protocol == protocol).is_none() {
+    if reg
+        .resource(id)
+        .filter(|r| r.protocol == protocol)
+        .is_none()
+    {
         return Err(unknown(protocol, id));
     }
     reg.end(id)?;
@@ -147,7 +149,10 @@ fn delete(
 fn unknown(protocol: Protocol, id: &str) -> RouteError {
     RouteError::new(
         404,
-        format!("no {} session {id} (ended, or never made)", protocol.as_str()),
+        format!(
+            "no {} session {id} (ended, or never made)",
+            protocol.as_str()
+        ),
     )
 }
 
