@@ -2,8 +2,7 @@
 # Installs what a fresh Debian machine lacks to build smallwebrtc: cmake and nasm for the
 # bundled codecs (Opus, OpenH264), libvpx for VP8, pkg-config and a C compiler.
 # With --tests, also what the tests need: iproute2 (network namespaces), a Python venv
-# with aiortc, Debian's Chromium with the npm packages of the browser tests, and
-# simple-whip-client with the GStreamer plugins it needs.
+# with aiortc, and Debian's Chromium with the npm packages of the browser tests.
 # Idempotent and quick when everything is already there. Run as root or with sudo.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,13 +20,6 @@ if $tests; then
     command -v ip >/dev/null || need+=(iproute2)
     command -v unshare >/dev/null || need+=(util-linux)
     python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
-    # The WHIP test publishes with Meetecho's simple-whip-client (GStreamer webrtcbin):
-    # test sources, Opus and VP8 encoders, RTP payloaders, libnice and DTLS/SRTP.
-    command -v whip-client >/dev/null || need+=(simple-whip-client)
-    for p in gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-        gstreamer1.0-nice; do
-        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-    done
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2

@@ -1,14 +1,12 @@
 //! WHIP and WHEP with real clients over the real HTTP server on 127.0.0.1: aiortc
 //! publishes a tone and a camera over WHIP and the app hears the tone's frequency; an
-//! aiortc WHEP viewer hears the tone the app writes; Debian's `whip-client`
-//! (simple-whip-client, GStreamer) publishes test audio and video, with a bearer token
-//! checked by the access hook. Each session is ended with DELETE and the app sees it close.
+//! aiortc WHEP viewer hears the tone the app writes. Each session is ended with DELETE
+//! and the app sees it close.
 
 mod common;
 mod signalling_support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -198,67 +196,4 @@ fn aiortc_views_over_whep_what_the_app_writes() {
     );
     delete_and_see_close(addr, &location, &new);
     client.close();
-}
-
-#[test]
-fn simple_whip_client_publishes_audio_and_video() {
-    let server = server(Some("s3cret"));
-    let addr = server.local_addr();
-    let url = format!("http://{addr}/whip");
-    let audio = "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 ! audioconvert ! \
-                 audioresample ! queue ! opusenc ! rtpopuspay pt=111 ssrc=1 ! queue ! \
-                 application/x-rtp,media=audio,encoding-name=OPUS,payload=111";
-    let video = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240 ! \
-                 videoconvert ! queue ! vp8enc deadline=1 ! rtpvp8pay pt=96 ssrc=2 ! queue ! \
-                 application/x-rtp,media=video,encoding-name=VP8,payload=96";
-    let run = |token: &str| {
-        Command::new("whip-client")
-            .args([
-                "-u", &url, "-t", token, "-A", audio, "-V", video, "-l", "4", "-o",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("whip-client (apt install simple-whip-client; see .ci/setup.sh)")
-    };
-
-    // A wrong token is refused: no peer reaches the app.
-    let mut refused = run("wrong");
-    let end = Instant::now() + T;
-    while refused.try_wait().unwrap().is_none() && Instant::now() < end {
-        if server.accept(Some(Duration::from_millis(100))).is_some() {
-            panic!("a refused client reached the app");
-        }
-    }
-    let _ = refused.kill();
-    let _ = refused.wait();
-
-    let mut child = run("s3cret");
-    let new = server.accept(Some(T));
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let new = new.expect("the app gets the GStreamer publisher");
-        assert_eq!(new.protocol, Protocol::Whip);
-        new.peer.connect().unwrap();
-        let hz = hear_tone(&new, 440.0);
-        let frame = new
-            .peer
-            .read_video(VideoSource::Camera, Some(T))
-            .expect("GStreamer's video reaches the app");
-        assert_eq!((frame.width, frame.height), (320, 240));
-        eprintln!(
-            "whip-client: app heard {hz:.1} Hz, video {}x{}",
-            frame.width, frame.height
-        );
-    }));
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    if let Err(e) = result {
-        eprintln!(
-            "whip-client output:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::panic::resume_unwind(e);
-    }
 }
