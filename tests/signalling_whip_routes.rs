@@ -165,7 +165,9 @@ fn whip_post_creates_a_resource_that_trickles_and_ends() {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while new.peer.state() != PeerState::Closed {
         assert!(std::time::Instant::now() < end, "DELETE closes the peer");
-        let _ = new.peer.poll_event(Some(std::time::Duration::from_millis(20)));
+        let _ = new
+            .peer
+            .poll_event(Some(std::time::Duration::from_millis(20)));
     }
     assert!(reg.peer(pc_id).is_none());
     assert_error(
