@@ -93,6 +93,28 @@ typedef enum SwrtcLogLevel {
 } SwrtcLogLevel;
 
 /**
+ * The signalling a peer came by (see `swrtc_peer_protocol`).
+ */
+typedef enum SwrtcProtocol {
+  /**
+   * Made by `swrtc_peer_new`: the app does its own signalling.
+   */
+  SWRTC_PROTOCOL_APP = 0,
+  /**
+   * Pipecat's `/api/offer` on the signalling server: a two-way bot session.
+   */
+  SWRTC_PROTOCOL_PIPECAT = 1,
+  /**
+   * WHIP (`POST /whip`): the client publishes audio/video and receives nothing.
+   */
+  SWRTC_PROTOCOL_WHIP = 2,
+  /**
+   * WHEP (`POST /whep`): the client views what the app writes and sends no media.
+   */
+  SWRTC_PROTOCOL_WHEP = 3,
+} SwrtcProtocol;
+
+/**
  * The state of a peer as the app sees it.
  */
 typedef enum SwrtcPeerState {
@@ -651,8 +673,59 @@ typedef struct SwrtcServerConfig {
 } SwrtcServerConfig;
 
 /**
+ * One HTTP request header: NUL-terminated name (as sent) and value.
+ */
+typedef struct SwrtcHeader {
+  /**
+   * Header name as the client sent it (compare case-insensitively).
+   */
+  const char *name;
+  /**
+   * Its value.
+   */
+  const char *value;
+} SwrtcHeader;
+
+/**
+ * A request the `on_access` callback decides on. Everything is borrowed for the call.
+ */
+typedef struct SwrtcAccessRequest {
+  /**
+   * Upper-case method: "POST", "PATCH" or "DELETE".
+   */
+  const char *method;
+  /**
+   * Path without the query string (e.g. "/whip", "/whep/<pc_id>", "/api/offer").
+   */
+  const char *path;
+  /**
+   * Which endpoint family: `SWRTC_PROTOCOL_PIPECAT` (`/api/offer`, `/start`),
+   * `SWRTC_PROTOCOL_WHIP` or `SWRTC_PROTOCOL_WHEP`.
+   */
+  enum SwrtcProtocol protocol;
+  /**
+   * The request headers, `headers_len` of them, in arrival order.
+   */
+  const struct SwrtcHeader *headers;
+  /**
+   * Number of headers.
+   */
+  size_t headers_len;
+  /**
+   * The request's data as JSON ("null" if none): `request_data` of an `/api/offer` body,
+   * `body` of `/start`, or the WHIP/WHEP query parameters as an object of strings.
+   */
+  const char *request_data_json;
+  /**
+   * The client's address "IP:PORT", or NULL when unknown.
+   */
+  const char *peer_addr;
+} SwrtcAccessRequest;
+
+/**
  * Callbacks of a server. With `on_peer` NULL (or no callbacks), new peers wait for
- * `swrtc_server_accept`.
+ * `swrtc_server_accept`. Zero-initialise it (`= {0}`) so callbacks added in later
+ * versions stay NULL. `swrtc_peer_protocol` tells which endpoint a peer came by.
  */
 typedef struct SwrtcServerCallbacks {
   /**
@@ -673,6 +746,16 @@ typedef struct SwrtcServerCallbacks {
                   struct SwrtcPeer *peer,
                   const char *pc_id,
                   const char *request_data_json);
+  /**
+   * Access control (NULL: everyone may). Asked before `POST`/`PATCH`/`DELETE` on WHIP
+   * (`/whip`), WHEP (`/whep`), `/api/offer` and `/start` go on (CORS preflights and the
+   * built-in page are not asked). Return 0 (or 200) to allow, 401 to refuse with
+   * `WWW-Authenticate: Bearer` (missing or bad credentials), 403 to forbid; any other
+   * value counts as 403. `req` and every string in it are valid only during the call.
+   * Runs on the server's HTTP threads, possibly several at once: keep it short and
+   * thread-safe. Any `swrtc_*` function may be called from it.
+   */
+  int32_t (*on_access)(void *user_data, const struct SwrtcAccessRequest *req);
 } SwrtcServerCallbacks;
 
 /**
@@ -974,6 +1057,17 @@ enum SwrtcResult swrtc_peer_get_audio_stats(const struct SwrtcPeer *peer,
 enum SwrtcResult swrtc_set_log_callback(int32_t min_level,
                                         SwrtcLogCallback callback,
                                         void *user_data);
+
+/**
+ * The signalling `peer` came by: `SWRTC_PROTOCOL_APP` for peers from `swrtc_peer_new`,
+ * otherwise the signalling server endpoint that made it. Any thread, callbacks too.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `peer` or `out`).
+ *
+ * # Safety
+ * `peer` NULL or live; `out` NULL or writable.
+ */
+enum SwrtcResult swrtc_peer_protocol(const struct SwrtcPeer *peer, enum SwrtcProtocol *out);
 
 /**
  * Installs, replaces or (with `callbacks` NULL) removes a peer's callbacks, for peers made

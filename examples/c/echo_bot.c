@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "smallwebrtc.h"
@@ -105,9 +106,30 @@ static void *run_peer(void *arg) {
     return NULL;
 }
 
+static const char *PROTOCOL_NAMES[] = {"app", "pipecat", "whip", "whep"};
+
+/* Access control: with a token set (SWRTC_TOKEN), offers must carry
+ * "Authorization: Bearer <token>". Runs on a server thread, possibly several at once. */
+static int on_access(void *user_data, const SwrtcAccessRequest *req) {
+    const char *token = user_data;
+    if (!token)
+        return 0;
+    for (size_t i = 0; i < req->headers_len; i++) {
+        const SwrtcHeader *h = &req->headers[i];
+        if (strcasecmp(h->name, "Authorization") == 0) {
+            if (strncasecmp(h->value, "Bearer ", 7) == 0 && strcmp(h->value + 7, token) == 0)
+                return 0;
+            return 403;
+        }
+    }
+    return 401;
+}
+
 /* Runs on a server thread: hand the peer to its own thread and return at once. */
 static void on_peer(void *user_data, SwrtcPeer *peer, const char *pc_id, const char *request_data) {
     (void)user_data;
+    SwrtcProtocol protocol = SWRTC_PROTOCOL_APP;
+    swrtc_peer_protocol(peer, &protocol);
     struct bot *b = calloc(1, sizeof *b);
     pthread_t t;
     if (!b) {
@@ -116,7 +138,8 @@ static void on_peer(void *user_data, SwrtcPeer *peer, const char *pc_id, const c
     }
     b->peer = peer;
     snprintf(b->pc_id, sizeof b->pc_id, "%s", pc_id);
-    printf("new peer %s request_data %s\n", pc_id, request_data);
+    printf("new peer %s request_data %s protocol %s\n", pc_id, request_data,
+           PROTOCOL_NAMES[protocol]);
     fflush(stdout);
     atomic_fetch_add(&live_peers, 1);
     if (pthread_create(&t, NULL, run_peer, b) != 0) {
@@ -147,6 +170,8 @@ int main(int argc, char **argv) {
 
     SwrtcServerCallbacks cb = {0};
     cb.on_peer = on_peer;
+    cb.on_access = on_access;
+    cb.user_data = getenv("SWRTC_TOKEN");
     SwrtcServer *server = NULL;
     if (swrtc_server_new(NULL, &cfg, &cb, &server) != SWRTC_OK) {
         fprintf(stderr, "cannot start the server: %s\n", swrtc_last_error());

@@ -18,14 +18,53 @@ use super::{cstr_opt, guard, str_arg, SwrtcResult};
 pub struct SwrtcPeer {
     // Shared with the signalling server's registry, which holds it weakly to renegotiate.
     peer: Arc<Peer>,
+    protocol: SwrtcProtocol,
 }
 
 impl SwrtcPeer {
-    /// A C handle for a peer created elsewhere (the signalling server).
+    /// A C handle for a peer created elsewhere (the signalling server), by `protocol`.
     #[cfg_attr(not(feature = "signalling"), allow(dead_code))]
-    pub(super) fn from_shared(peer: Arc<Peer>) -> SwrtcPeer {
-        SwrtcPeer { peer }
+    pub(super) fn from_shared(peer: Arc<Peer>, protocol: SwrtcProtocol) -> SwrtcPeer {
+        SwrtcPeer { peer, protocol }
     }
+}
+
+/// The signalling a peer came by (see `swrtc_peer_protocol`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwrtcProtocol {
+    /// Made by `swrtc_peer_new`: the app does its own signalling.
+    SWRTC_PROTOCOL_APP = 0,
+    /// Pipecat's `/api/offer` on the signalling server: a two-way bot session.
+    SWRTC_PROTOCOL_PIPECAT = 1,
+    /// WHIP (`POST /whip`): the client publishes audio/video and receives nothing.
+    SWRTC_PROTOCOL_WHIP = 2,
+    /// WHEP (`POST /whep`): the client views what the app writes and sends no media.
+    SWRTC_PROTOCOL_WHEP = 3,
+}
+
+/// The signalling `peer` came by: `SWRTC_PROTOCOL_APP` for peers from `swrtc_peer_new`,
+/// otherwise the signalling server endpoint that made it. Any thread, callbacks too.
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `peer` or `out`).
+///
+/// # Safety
+/// `peer` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_peer_protocol(
+    peer: *const SwrtcPeer,
+    out: *mut SwrtcProtocol,
+) -> SwrtcResult {
+    guard(|| {
+        // SAFETY: NULL or live per the contract.
+        let p = unsafe { peer.as_ref() }.ok_or_else(|| Error::invalid("peer is NULL"))?;
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        // SAFETY: checked non-NULL.
+        unsafe { out.write(p.protocol) };
+        Ok(())
+    })
 }
 
 /// The state of a peer as the app sees it.
@@ -417,6 +456,7 @@ pub unsafe extern "C" fn swrtc_peer_new(
         unsafe {
             out.write(Box::into_raw(Box::new(SwrtcPeer {
                 peer: Arc::new(peer),
+                protocol: SwrtcProtocol::SWRTC_PROTOCOL_APP,
             })))
         };
         Ok(())

@@ -10,9 +10,12 @@ use serde_json::Value;
 
 use crate::error::{Error, ErrorKind};
 use crate::runtime::Runtime;
-use crate::signalling::{ConnectionMode, IceServer, NewPeer, Server, ServerConfig, ServerLimits};
+use crate::signalling::{
+    Access, AccessRequest, ConnectionMode, IceServer, NewPeer, Protocol, Server, ServerConfig,
+    ServerLimits,
+};
 
-use super::peer::{from_c_config, to_c_config, SwrtcPeer, SwrtcPeerConfig};
+use super::peer::{from_c_config, to_c_config, SwrtcPeer, SwrtcPeerConfig, SwrtcProtocol};
 use super::runtime::SwrtcRuntime;
 use super::{cstr_opt, guard, invalid, SwrtcResult};
 
@@ -84,7 +87,8 @@ pub struct SwrtcServerConfig {
 }
 
 /// Callbacks of a server. With `on_peer` NULL (or no callbacks), new peers wait for
-/// `swrtc_server_accept`.
+/// `swrtc_server_accept`. Zero-initialise it (`= {0}`) so callbacks added in later
+/// versions stay NULL. `swrtc_peer_protocol` tells which endpoint a peer came by.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct SwrtcServerCallbacks {
@@ -106,6 +110,47 @@ pub struct SwrtcServerCallbacks {
             request_data_json: *const c_char,
         ),
     >,
+    /// Access control (NULL: everyone may). Asked before `POST`/`PATCH`/`DELETE` on WHIP
+    /// (`/whip`), WHEP (`/whep`), `/api/offer` and `/start` go on (CORS preflights and the
+    /// built-in page are not asked). Return 0 (or 200) to allow, 401 to refuse with
+    /// `WWW-Authenticate: Bearer` (missing or bad credentials), 403 to forbid; any other
+    /// value counts as 403. `req` and every string in it are valid only during the call.
+    /// Runs on the server's HTTP threads, possibly several at once: keep it short and
+    /// thread-safe. Any `swrtc_*` function may be called from it.
+    pub on_access:
+        Option<unsafe extern "C" fn(user_data: *mut c_void, req: *const SwrtcAccessRequest) -> i32>,
+}
+
+/// One HTTP request header: NUL-terminated name (as sent) and value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct SwrtcHeader {
+    /// Header name as the client sent it (compare case-insensitively).
+    pub name: *const c_char,
+    /// Its value.
+    pub value: *const c_char,
+}
+
+/// A request the `on_access` callback decides on. Everything is borrowed for the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct SwrtcAccessRequest {
+    /// Upper-case method: "POST", "PATCH" or "DELETE".
+    pub method: *const c_char,
+    /// Path without the query string (e.g. "/whip", "/whep/<pc_id>", "/api/offer").
+    pub path: *const c_char,
+    /// Which endpoint family: `SWRTC_PROTOCOL_PIPECAT` (`/api/offer`, `/start`),
+    /// `SWRTC_PROTOCOL_WHIP` or `SWRTC_PROTOCOL_WHEP`.
+    pub protocol: SwrtcProtocol,
+    /// The request headers, `headers_len` of them, in arrival order.
+    pub headers: *const SwrtcHeader,
+    /// Number of headers.
+    pub headers_len: usize,
+    /// The request's data as JSON ("null" if none): `request_data` of an `/api/offer` body,
+    /// `body` of `/start`, or the WHIP/WHEP query parameters as an object of strings.
+    pub request_data_json: *const c_char,
+    /// The client's address "IP:PORT", or NULL when unknown.
+    pub peer_addr: *const c_char,
 }
 
 struct CallbackTarget(SwrtcServerCallbacks);
@@ -116,12 +161,66 @@ unsafe impl Send for CallbackTarget {}
 // SAFETY: as above.
 unsafe impl Sync for CallbackTarget {}
 
+fn c_protocol(p: Protocol) -> SwrtcProtocol {
+    match p {
+        Protocol::Pipecat => SwrtcProtocol::SWRTC_PROTOCOL_PIPECAT,
+        Protocol::Whip => SwrtcProtocol::SWRTC_PROTOCOL_WHIP,
+        Protocol::Whep => SwrtcProtocol::SWRTC_PROTOCOL_WHEP,
+    }
+}
+
+/// A C string of `s`; interior NULs (which HTTP header values cannot carry anyway) cut it.
+fn c_text(s: &str) -> CString {
+    let end = s.find('\0').unwrap_or(s.len());
+    CString::new(&s[..end]).unwrap_or_default()
+}
+
 impl CallbackTarget {
+    fn access(&self, r: &AccessRequest<'_>) -> Access {
+        let Some(f) = self.0.on_access else {
+            return Access::Allow;
+        };
+        let texts: Vec<(CString, CString)> = r
+            .headers
+            .iter()
+            .map(|(n, v)| (c_text(n), c_text(v)))
+            .collect();
+        let headers: Vec<SwrtcHeader> = texts
+            .iter()
+            .map(|(n, v)| SwrtcHeader {
+                name: n.as_ptr(),
+                value: v.as_ptr(),
+            })
+            .collect();
+        let (method, path) = (c_text(r.method), c_text(r.path));
+        let data = c_text(&r.request_data.to_string());
+        let addr = r.peer_addr.map(|a| c_text(&a.to_string()));
+        let req = SwrtcAccessRequest {
+            method: method.as_ptr(),
+            path: path.as_ptr(),
+            protocol: c_protocol(r.protocol),
+            headers: headers.as_ptr(),
+            headers_len: headers.len(),
+            request_data_json: data.as_ptr(),
+            peer_addr: addr.as_ref().map_or(std::ptr::null(), |a| a.as_ptr()),
+        };
+        // SAFETY: the app registered this function for this user_data (see header); every
+        // pointer in `req` outlives the call.
+        match unsafe { f(self.0.user_data, &req) } {
+            0 | 200 => Access::Allow,
+            401 => Access::Unauthorized("unauthorized".into()),
+            _ => Access::Forbidden("forbidden".into()),
+        }
+    }
+
     fn deliver(&self, new: NewPeer) {
         let Some(f) = self.0.on_peer else { return };
         let pc_id = CString::new(new.pc_id).unwrap_or_default();
         let data = CString::new(new.request_data.to_string()).unwrap_or_default();
-        let peer = Box::into_raw(Box::new(SwrtcPeer::from_shared(new.peer)));
+        let peer = Box::into_raw(Box::new(SwrtcPeer::from_shared(
+            new.peer,
+            c_protocol(new.protocol),
+        )));
         // SAFETY: the app registered this function for this user_data (see header); the
         // strings outlive the call; the peer pointer is handed over to the app.
         unsafe { f(self.0.user_data, peer, pc_id.as_ptr(), data.as_ptr()) };
@@ -303,12 +402,14 @@ pub unsafe extern "C" fn swrtc_server_new(
             None => Runtime::global()?,
         });
         // SAFETY: NULL or valid per the contract; copied.
-        let on_peer = unsafe { callbacks.as_ref() }
-            .filter(|c| c.on_peer.is_some())
-            .map(|c| {
-                let target = CallbackTarget(*c);
-                Arc::new(move |new: NewPeer| target.deliver(new)) as crate::signalling::OnPeer
-            });
+        let target = unsafe { callbacks.as_ref() }.map(|c| Arc::new(CallbackTarget(*c)));
+        let on_peer = target.as_ref().filter(|t| t.0.on_peer.is_some()).map(|t| {
+            let t = t.clone();
+            Arc::new(move |new: NewPeer| t.deliver(new)) as crate::signalling::OnPeer
+        });
+        config.access = target.filter(|t| t.0.on_access.is_some()).map(|t| {
+            Arc::new(move |r: &AccessRequest<'_>| t.access(r)) as crate::signalling::AccessHook
+        });
         let server = Server::start(config, on_peer)?;
         // SAFETY: checked non-NULL.
         unsafe { out.write(Box::into_raw(Box::new(SwrtcServer { server }))) };
@@ -353,7 +454,10 @@ pub unsafe extern "C" fn swrtc_server_accept(
         let data = CString::new(new.request_data.to_string()).unwrap_or_default();
         // SAFETY: peer_out checked non-NULL; the string outputs are NULL or writable.
         unsafe {
-            peer_out.write(Box::into_raw(Box::new(SwrtcPeer::from_shared(new.peer))));
+            peer_out.write(Box::into_raw(Box::new(SwrtcPeer::from_shared(
+                new.peer,
+                c_protocol(new.protocol),
+            ))));
             if !pc_id_out.is_null() {
                 pc_id_out.write(pc_id.into_raw());
             }

@@ -203,6 +203,16 @@ pub fn prefer_red(answer: &str) -> String {
     out
 }
 
+/// The ICE user fragment of an SDP text or fragment: the first `a=ice-ufrag:` line,
+/// session- or media-level (bundled offers carry one).
+pub fn ice_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

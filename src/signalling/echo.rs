@@ -1,8 +1,10 @@
 //! The echo bot: the demo app and common test target (DESIGN §5). For each peer it sends
 //! the caller's audio and camera back, answers each app message `m` with `{"echo": m}`,
-//! and (with the RTVI helper on) answers `client-ready` with `bot-ready`. Uses only the
-//! public peer API, and no thread of its own: frames arrive by the peer's frame callbacks
-//! on the runtime's workers, messages and states by its event handler.
+//! and (with the RTVI helper on) answers `client-ready` with `bot-ready`. WHIP is
+//! ingest-only, so a WHIP publisher's audio and camera are relayed to every WHEP viewer
+//! instead (publish with OBS, watch in a browser). Uses only the public peer API, and no
+//! thread of its own: frames arrive by the peer's frame callbacks on the runtime's
+//! workers, messages and states by its event handler.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use crate::media::video::{VideoFrame, VideoSource};
 use crate::runtime::{PeerEvent, PeerHandler};
 use crate::session::PeerState;
 
-use super::{NewPeer, OnPeer};
+use super::{NewPeer, OnPeer, Protocol};
 
 /// The most audio the echo lets queue before it drops input frames.
 const LIVE_ECHO_MAX_QUEUE: Duration = Duration::from_millis(100);
@@ -40,39 +42,109 @@ pub fn echo_peer_config() -> PeerConfig {
     }
 }
 
-/// An `on_peer` callback that starts echoing each new peer (see [`start`]).
+/// The most WHEP viewers the echo relays to at once; later ones are refused (closed).
+pub const MAX_VIEWERS: usize = 32;
+
+/// An `on_peer` callback that echoes each Pipecat peer (see [`start`]), relays WHIP
+/// publishers to WHEP viewers (see [`Relay`]).
 pub fn on_peer(rtvi: bool) -> OnPeer {
-    Arc::new(move |new: NewPeer| start(new.peer, &new.pc_id, rtvi))
+    let relay = Arc::new(Relay::default());
+    Arc::new(move |new: NewPeer| match new.protocol {
+        Protocol::Pipecat => start(new.peer, &new.pc_id, rtvi),
+        Protocol::Whip => relay.publish(new.peer, &new.pc_id),
+        Protocol::Whep => relay.view(new.peer, &new.pc_id),
+    })
+}
+
+/// WHIP publishers' audio and camera go to every live WHEP viewer. Viewers are held
+/// weakly: each one's handler keeps it alive until it closes.
+#[derive(Default)]
+pub struct Relay {
+    viewers: Mutex<Vec<std::sync::Weak<Peer>>>,
+}
+
+impl Relay {
+    /// Relays `peer`'s media to the viewers until it closes.
+    pub fn publish(self: &Arc<Self>, peer: Arc<Peer>, pc_id: &str) {
+        let relay = self.clone();
+        attach(peer, pc_id, false, Sink::Relay(relay));
+    }
+
+    /// Adds a viewer; past [`MAX_VIEWERS`] it is closed at once.
+    pub fn view(&self, peer: Arc<Peer>, pc_id: &str) {
+        {
+            let mut v = self.viewers.lock();
+            v.retain(|w| w.upgrade().is_some_and(|p| p.state() != PeerState::Closed));
+            if v.len() >= MAX_VIEWERS {
+                info!("echo {pc_id}: over {MAX_VIEWERS} viewers, closed");
+                let _ = peer.close();
+                return;
+            }
+            v.push(Arc::downgrade(&peer));
+        }
+        attach(peer, pc_id, false, Sink::None);
+    }
+
+    fn live_viewers(&self) -> Vec<Arc<Peer>> {
+        self.viewers
+            .lock()
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect()
+    }
+
+    fn audio(&self, frame: &AudioFrame) {
+        for v in self.live_viewers() {
+            // A viewer that cannot keep up loses frames; the publisher never waits.
+            if let Err(e) = v.try_write_audio(&frame.samples) {
+                debug!("relay: audio frame not sent to a viewer: {e}");
+            }
+        }
+    }
+
+    fn video(&self, frame: &VideoFrame) {
+        for v in self.live_viewers() {
+            if let Err(e) = v.write_video(&frame.rgb, frame.width, frame.height, 0) {
+                debug!("relay: video frame not sent to a viewer: {e}");
+            }
+        }
+    }
+}
+
+/// Where a peer's received media goes.
+enum Sink {
+    /// Back to the same peer.
+    Echo,
+    /// To the relay's viewers.
+    Relay(Arc<Relay>),
+    /// Nowhere (viewers send none).
+    None,
 }
 
 /// Echoes one peer until it closes: installs its frame callbacks and event handler, then
 /// connects. The handler keeps the peer alive until its `Closed` event.
 pub fn start(peer: Arc<Peer>, pc_id: &str, rtvi: bool) {
-    let weak = Arc::downgrade(&peer);
-    let mut live = LiveEcho::default();
-    let w = weak.clone();
-    let audio = peer.set_audio_callback(Some(Box::new(move |frame: &AudioFrame| {
-        if let Some(p) = w.upgrade() {
-            live.echo(&p, frame);
-        }
-    })));
-    if let Err(e) = audio {
-        debug!("echo {pc_id}: no audio echo: {e}");
-    }
-    // The camera comes back on m-line 1 when its size is the configured one.
-    let w = weak.clone();
-    let video = peer.set_video_callback(
-        VideoSource::Camera,
-        Some(Box::new(move |frame: &VideoFrame| {
-            if let Some(p) = w.upgrade() {
-                if let Err(e) = p.write_video(&frame.rgb, frame.width, frame.height, 0) {
-                    debug!("echo: video frame not echoed: {e}");
-                }
+    attach(peer, pc_id, rtvi, Sink::Echo);
+}
+
+fn attach(peer: Arc<Peer>, pc_id: &str, rtvi: bool, sink: Sink) {
+    match sink {
+        Sink::Echo => echo_media(&peer, pc_id),
+        Sink::Relay(relay) => {
+            let r = relay.clone();
+            let audio = peer.set_audio_callback(Some(Box::new(move |f: &AudioFrame| r.audio(f))));
+            if let Err(e) = audio {
+                debug!("relay {pc_id}: no audio: {e}");
             }
-        })),
-    );
-    if let Err(e) = video {
-        debug!("echo {pc_id}: no video echo: {e}");
+            let video = peer.set_video_callback(
+                VideoSource::Camera,
+                Some(Box::new(move |f: &VideoFrame| relay.video(f))),
+            );
+            if let Err(e) = video {
+                debug!("relay {pc_id}: no video: {e}");
+            }
+        }
+        Sink::None => {}
     }
     let handler = Arc::new(EchoHandler {
         peer: Mutex::new(Some(peer.clone())),
@@ -89,7 +161,36 @@ pub fn start(peer: Arc<Peer>, pc_id: &str, rtvi: bool) {
             reply(&peer, pc_id, &data, binary, rtvi);
         }
     }
-    drop(weak);
+}
+
+/// Installs the frame callbacks that send a peer's audio and camera back to it.
+fn echo_media(peer: &Arc<Peer>, pc_id: &str) {
+    let weak = Arc::downgrade(peer);
+    let mut live = LiveEcho::default();
+    let w = weak.clone();
+    let audio = peer.set_audio_callback(Some(Box::new(move |frame: &AudioFrame| {
+        if let Some(p) = w.upgrade() {
+            live.echo(&p, frame);
+        }
+    })));
+    if let Err(e) = audio {
+        debug!("echo {pc_id}: no audio echo: {e}");
+    }
+    // The camera comes back on m-line 1 when its size is the configured one.
+    let w = weak;
+    let video = peer.set_video_callback(
+        VideoSource::Camera,
+        Some(Box::new(move |frame: &VideoFrame| {
+            if let Some(p) = w.upgrade() {
+                if let Err(e) = p.write_video(&frame.rgb, frame.width, frame.height, 0) {
+                    debug!("echo: video frame not echoed: {e}");
+                }
+            }
+        })),
+    );
+    if let Err(e) = video {
+        debug!("echo {pc_id}: no video echo: {e}");
+    }
 }
 
 /// The echo's events: replies to messages; on `Closed` it lets the peer go.

@@ -1,6 +1,7 @@
 //! The embeddable HTTP signalling server, a drop-in for Pipecat's SmallWebRTC endpoints:
 //! `POST`/`PATCH /api/offer`, `POST /sessions/{id}/api/offer`, `POST /start`, a built-in
-//! test page at `/`. Routes are plain functions over a request and the [`Registry`]
+//! test page at `/`, and the IETF's WHIP (`/whip`, publish) and WHEP (`/whep`, view)
+//! endpoints ([`whip`]). Routes are plain functions over a request and the [`Registry`]
 //! ([`routes::handle`]); `server` is a small HTTP/1.1 server on a mio event loop that feeds
 //! them to a bounded pool of handler threads, with deadlines and caps no client can outlast.
 //! Must not reach into peers' internals: it drives them through the public [`Peer`] API.
@@ -24,6 +25,7 @@ pub mod registry;
 pub mod routes;
 mod server;
 mod stats_route;
+pub mod whip;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -62,15 +64,93 @@ pub struct NewPeer {
     pub peer: Arc<Peer>,
     /// Its pc_id, `"<name>-<32 hex>"`.
     pub pc_id: String,
-    /// The client's `request_data` (or `requestData`, or its `/start` body); `Null` if none.
+    /// The client's `request_data` (or `requestData`, or its `/start` body); for WHIP and
+    /// WHEP, the query string's parameters as a JSON object of strings. `Null` if none.
     pub request_data: Value,
+    /// The signalling the peer came by.
+    pub protocol: Protocol,
 }
+
+/// The signalling a peer came by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Pipecat's `/api/offer` (or `/sessions/{id}/api/offer`): a two-way bot session.
+    Pipecat,
+    /// WHIP (RFC 9725): the client publishes audio/video to the app and receives nothing.
+    Whip,
+    /// WHEP: the client views what the app writes (`write_audio`/`write_video`) and sends
+    /// no media.
+    Whep,
+}
+
+impl Protocol {
+    /// `"pipecat"`, `"whip"` or `"whep"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Pipecat => "pipecat",
+            Protocol::Whip => "whip",
+            Protocol::Whep => "whep",
+        }
+    }
+}
+
+/// What an access hook sees of a request that would create or change a session.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRequest<'a> {
+    /// Upper-case method (`POST`, `PATCH`, `DELETE`).
+    pub method: &'a str,
+    /// Path without the query string.
+    pub path: &'a str,
+    /// Request headers as sent (e.g. `Authorization: Bearer …`).
+    pub headers: &'a [(String, String)],
+    /// The address the request came from, when known.
+    pub peer_addr: Option<SocketAddr>,
+    /// Which endpoint family the request is for.
+    pub protocol: Protocol,
+    /// The request's data: `request_data` of an `/api/offer` body, the `body` of `/start`,
+    /// the `/start` session's data, or WHIP/WHEP query parameters; `Null` if none.
+    pub request_data: &'a Value,
+}
+
+impl AccessRequest<'_> {
+    /// The value of the first header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The token of an `Authorization: Bearer <token>` header.
+    pub fn bearer_token(&self) -> Option<&str> {
+        let v = self.header("authorization")?.trim();
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    }
+}
+
+/// An access hook's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Go on.
+    Allow,
+    /// 401 with `WWW-Authenticate: Bearer` (no or bad credentials); the text is the error.
+    Unauthorized(String),
+    /// 403 (credentials fine, not allowed); the text is the error.
+    Forbidden(String),
+}
+
+/// Decides whether a request may create, change or end a session (WHIP, WHEP,
+/// `/api/offer`, `/start`). Called on the HTTP thread before any peer is made; CORS
+/// preflights (`OPTIONS`) and the built-in page are not asked about. Keep it short.
+pub type AccessHook = Arc<dyn Fn(&AccessRequest<'_>) -> Access + Send + Sync>;
 
 impl fmt::Debug for NewPeer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewPeer")
             .field("pc_id", &self.pc_id)
             .field("request_data", &self.request_data)
+            .field("protocol", &self.protocol)
             .finish()
     }
 }
@@ -124,7 +204,7 @@ pub struct ServerConfig {
     pub esp32: bool,
     /// In ESP32 answers, keep only the candidates on this address (when it has any).
     pub esp32_host: Option<IpAddr>,
-    /// ICE servers handed to clients by `/start`.
+    /// ICE servers handed to clients by `/start` (and as WHIP/WHEP `Link` headers).
     pub ice_servers: Vec<IceServer>,
     /// Largest request body; larger ones get 413.
     pub max_body: usize,
@@ -139,6 +219,8 @@ pub struct ServerConfig {
     pub serve_page: bool,
     /// Event handlers for new peers; `None`: peers' events wait for `poll_event`.
     pub peer_handler: Option<PeerHandlerFactory>,
+    /// Access control for WHIP, WHEP, `/api/offer` and `/start`; `None`: everyone may.
+    pub access: Option<AccessHook>,
 }
 
 impl Default for ServerConfig {
@@ -157,6 +239,7 @@ impl Default for ServerConfig {
             pc_id_name: "SmallWebRTCConnection".into(),
             serve_page: true,
             peer_handler: None,
+            access: None,
         }
     }
 }
@@ -176,6 +259,7 @@ impl fmt::Debug for ServerConfig {
             .field("pc_id_name", &self.pc_id_name)
             .field("serve_page", &self.serve_page)
             .field("peer_handler", &self.peer_handler.is_some())
+            .field("access", &self.access.is_some())
             .finish()
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind};
 use crate::runtime::Runtime;
 use crate::session::{sdp, PeerState};
 
-use super::{esp32, ConnectionMode, NewPeer, OnPeer, ServerConfig};
+use super::{esp32, ConnectionMode, NewPeer, OnPeer, Protocol, ServerConfig};
 
 /// New peers waiting for [`Registry::accept`]; past this, offers get 503 (the app is not
 /// accepting peers, and each one waiting holds sockets).
@@ -53,6 +53,18 @@ pub struct Answer {
     pub pc_id: String,
 }
 
+/// A live session as a WHIP/WHEP resource.
+pub struct Resource {
+    /// Its peer.
+    pub peer: Arc<Peer>,
+    /// The signalling it came by.
+    pub protocol: Protocol,
+    /// Its entity tag, quoted (`"…"`), for `ETag` and `If-Match`.
+    pub etag: String,
+    /// The client's ICE ufrag from its offer.
+    pub remote_ufrag: Option<String>,
+}
+
 /// Why a request failed: an HTTP status and a message for the `{"error": …}` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteError {
@@ -85,12 +97,18 @@ impl From<Error> for RouteError {
     }
 }
 
-/// A peer the registry knows: held weakly (the app owns it), with where its offer came
-/// from (for the per-source caps) and how many remote candidates it was given.
+/// A peer the registry knows: held weakly (the app owns it), with the signalling it came
+/// by, where its offer came from (for the per-source caps), how many remote candidates it
+/// was given and, for WHIP and WHEP resources, an entity tag.
 struct Entry {
     peer: Weak<Peer>,
     source: Option<IpAddr>,
     candidates: usize,
+    protocol: Protocol,
+    etag: String,
+    /// The client's ICE ufrag from its offer: a trickle fragment with another one asks for
+    /// an ICE restart.
+    remote_ufrag: Option<String>,
 }
 
 struct StartSession {
@@ -156,6 +174,22 @@ impl Registry {
         req: OfferRequest,
         source: Option<IpAddr>,
     ) -> Result<Answer, RouteError> {
+        self.offer_as(req, Protocol::Pipecat, source)
+    }
+
+    /// [`Registry::offer_from`] for a peer that comes by `protocol`; the app's [`NewPeer`]
+    /// says which. WHIP and WHEP offers always make a new peer (their `pc_id` names the
+    /// session resource; `pc_id` and `restart_pc` are ignored).
+    pub fn offer_as(
+        &self,
+        mut req: OfferRequest,
+        protocol: Protocol,
+        source: Option<IpAddr>,
+    ) -> Result<Answer, RouteError> {
+        if protocol != Protocol::Pipecat {
+            req.pc_id = None;
+            req.restart_pc = false;
+        }
         // Reject garbage, and offers of hundreds of media sections (each costs the peer
         // memory), before binding sockets for them.
         let lim = &self.cfg.limits;
@@ -219,18 +253,23 @@ impl Registry {
         )?);
         // On failure the peer is dropped here, which closes it.
         let answer = self.finish(peer.handle_offer(&req.sdp)?, &req.sdp, compact)?;
+        let etag = format!("\"{}\"", hex(&random_bytes::<8>()?));
         self.peers.lock().insert(
             pc_id.clone(),
             Entry {
                 peer: Arc::downgrade(&peer),
                 source,
                 candidates: 0,
+                protocol,
+                etag,
+                remote_ufrag: sdp::ice_ufrag(&req.sdp).map(str::to_owned),
             },
         );
         let new = NewPeer {
             peer,
             pc_id: pc_id.clone(),
             request_data: req.request_data,
+            protocol,
         };
         if let Some(on_peer) = &self.on_peer {
             on_peer(new);
@@ -242,7 +281,7 @@ impl Registry {
             };
             return Err(RouteError::new(503, reason));
         }
-        info!("new peer {pc_id}");
+        info!("new {} peer {pc_id}", protocol.as_str());
         Ok(Answer { sdp: answer, pc_id })
     }
 
@@ -335,6 +374,40 @@ impl Registry {
     /// The live (not closed, not dropped) peer named `pc_id`.
     pub fn peer(&self, pc_id: &str) -> Option<Arc<Peer>> {
         self.live_peer(pc_id)
+    }
+
+    /// The live peer named `pc_id` with the signalling it came by and its entity tag (a
+    /// quoted string, for WHIP/WHEP `ETag`) and the client's ICE ufrag.
+    pub fn resource(&self, pc_id: &str) -> Option<Resource> {
+        let (weak, protocol, etag, remote_ufrag) = {
+            let peers = self.peers.lock();
+            let e = peers.get(pc_id)?;
+            (
+                e.peer.clone(),
+                e.protocol,
+                e.etag.clone(),
+                e.remote_ufrag.clone(),
+            )
+        };
+        let peer = weak.upgrade().filter(|p| p.state() != PeerState::Closed)?;
+        Some(Resource {
+            peer,
+            protocol,
+            etag,
+            remote_ufrag,
+        })
+    }
+
+    /// Ends the session `pc_id` (WHIP/WHEP `DELETE`): forgets it and closes its peer (the
+    /// app sees it close). Unknown or already closed: 404.
+    pub fn end(&self, pc_id: &str) -> Result<(), RouteError> {
+        let peer = self
+            .live_peer(pc_id)
+            .ok_or_else(|| RouteError::new(404, format!("unknown session {pc_id}")))?;
+        self.peers.lock().remove(pc_id);
+        info!("{pc_id} ended by its client");
+        peer.close()?;
+        Ok(())
     }
 
     /// The pc_ids of live peers.

@@ -1,11 +1,13 @@
 //! The signalling routes as plain functions over a [`Request`] and the [`Registry`]:
 //! Pipecat's SmallWebRTC endpoints, the `/start` session endpoint, the built-in page and
-//! CORS preflight. Parses and validates bodies; the registry does the rest. No sockets.
+//! CORS preflight, the access hook; WHIP and WHEP are dispatched to [`super::whip`].
+//! Parses and validates bodies; the registry does the rest. No sockets.
 
 use serde_json::{json, Map, Value};
 
 use super::http::{Request, Response};
 use super::registry::{OfferRequest, Registry, RouteError};
+use super::{whip, Access, AccessRequest, Protocol};
 
 /// The built-in test page (plain HTML and JS, no build step).
 pub const PAGE_HTML: &str = include_str!("page.html");
@@ -21,12 +23,68 @@ pub fn handle(req: &Request, reg: &Registry) -> Response {
 /// Adds the CORS headers every response carries.
 pub fn with_cors(r: Response) -> Response {
     r.with_header("Access-Control-Allow-Origin", "*")
-        .with_header("Access-Control-Allow-Methods", "GET, POST, PATCH, OPTIONS")
+        .with_header(
+            "Access-Control-Allow-Methods",
+            "GET, POST, PATCH, DELETE, OPTIONS",
+        )
         .with_header(
             "Access-Control-Allow-Headers",
-            "Content-Type, Authorization, X-Requested-With",
+            "Content-Type, Authorization, X-Requested-With, If-Match",
+        )
+        // WHIP/WHEP clients in browsers read these from the 201 and its errors.
+        .with_header(
+            "Access-Control-Expose-Headers",
+            "Location, ETag, Link, Accept-Patch, Accept-Post, WWW-Authenticate",
         )
         .with_header("Access-Control-Max-Age", "86400")
+}
+
+/// Asks the server's access hook, if any, whether `req` may go on; refusals are 401 (with
+/// `WWW-Authenticate: Bearer`, see [`error_response`]) or 403.
+pub fn check_access(
+    req: &Request,
+    reg: &Registry,
+    protocol: Protocol,
+    request_data: &Value,
+) -> Result<(), RouteError> {
+    let Some(hook) = &reg.config().access else {
+        return Ok(());
+    };
+    let verdict = hook(&AccessRequest {
+        method: &req.method,
+        path: &req.path,
+        headers: &req.headers,
+        peer_addr: req.peer_addr,
+        protocol,
+        request_data,
+    });
+    match verdict {
+        Access::Allow => Ok(()),
+        Access::Unauthorized(m) => Err(RouteError::new(401, non_empty(m, "unauthorized"))),
+        Access::Forbidden(m) => Err(RouteError::new(403, non_empty(m, "forbidden"))),
+    }
+}
+
+fn non_empty(m: String, default: &str) -> String {
+    if m.is_empty() {
+        default.into()
+    } else {
+        m
+    }
+}
+
+/// The `{"error": …}` response of a failed request; a 401 says how to authenticate.
+pub fn error_response(e: RouteError) -> Response {
+    if e.status == 503 {
+        // A cap or a full queue: the client may try again soon (`Retry-After`).
+        return super::server::busy(&e.message);
+    }
+    let r = Response::error(e.status, e.message);
+    if r.status == 401 {
+        r.with_header("WWW-Authenticate", "Bearer")
+    } else {
+        r
+    }
 }
 
 fn route(req: &Request, reg: &Registry) -> Response {
@@ -35,6 +93,9 @@ fn route(req: &Request, reg: &Registry) -> Response {
         return Response::error(413, format!("the request body is over {max} bytes"));
     }
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    if let Some(r) = whip::route(req, reg, &segments) {
+        return r;
+    }
     match segments.as_slice() {
         ["api", "offer"] => offer_endpoint(req, reg, None),
         ["sessions", id, "api", "offer"] => match reg.session_data(id) {
@@ -61,7 +122,10 @@ fn route(req: &Request, reg: &Registry) -> Response {
 fn offer_endpoint(req: &Request, reg: &Registry, session: Option<Value>) -> Response {
     match req.method.as_str() {
         "POST" => result(post_offer(req, reg, session)),
-        "PATCH" => result(patch_candidates(req, reg)),
+        "PATCH" => result(
+            check_access(req, reg, Protocol::Pipecat, &Value::Null)
+                .and_then(|()| patch_candidates(req, reg)),
+        ),
         "OPTIONS" => preflight(OFFER_METHODS),
         _ => not_allowed(OFFER_METHODS),
     }
@@ -70,13 +134,12 @@ fn offer_endpoint(req: &Request, reg: &Registry, session: Option<Value>) -> Resp
 fn result(r: Result<Value, RouteError>) -> Response {
     match r {
         Ok(v) => Response::json(200, &v),
-        // A cap or a full queue: the client may try again soon.
-        Err(e) if e.status == 503 => super::server::busy(&e.message),
-        Err(e) => Response::error(e.status, e.message),
+        Err(e) => error_response(e),
     }
 }
 
-fn preflight(methods: &str) -> Response {
+/// A CORS preflight's answer.
+pub fn preflight(methods: &str) -> Response {
     Response {
         status: 204,
         headers: vec![("Allow".into(), methods.into())],
@@ -84,7 +147,8 @@ fn preflight(methods: &str) -> Response {
     }
 }
 
-fn not_allowed(methods: &str) -> Response {
+/// 405 with the methods a route takes.
+pub fn not_allowed(methods: &str) -> Response {
     Response::error(405, format!("method not allowed; use {methods}")).with_header("Allow", methods)
 }
 
@@ -138,6 +202,7 @@ fn post_offer(req: &Request, reg: &Registry, session: Option<Value>) -> Result<V
             .or_else(|| body.remove("requestData"))
             .unwrap_or(Value::Null)
     });
+    check_access(req, reg, Protocol::Pipecat, &request_data)?;
     let offer = OfferRequest {
         sdp,
         pc_id,
@@ -191,6 +256,7 @@ fn start(req: &Request, reg: &Registry) -> Result<Value, RouteError> {
         json_object(&req.body)?
     };
     let data = body.remove("body").unwrap_or_else(|| json!({}));
+    check_access(req, reg, Protocol::Pipecat, &data)?;
     let id = reg.start_session(data)?;
     let servers: Vec<Value> = reg
         .config()

@@ -20,7 +20,10 @@ Commands (unknown fields are ignored):
       trackStatus message after the channel opens, false sends nothing, an
       object is sent as the "message" of a signalling envelope.
       tone_hz 0 sends digital silence. video_line false leaves out the video
-      transceiver (an audio-only offer, like an ESP32's); channel_id N opens the
+      transceiver (an audio-only offer, like an ESP32's); direction "sendonly"
+      (a WHIP publisher) or "recvonly" (a WHEP viewer: no tracks attached) sets
+      the audio and camera transceivers' direction (default "sendrecv");
+      datachannel false leaves out the data channel (WHIP/WHEP offers have none); channel_id N opens the
       data channel on SCTP stream N (in-band, as libpeer opens stream 0).
       Video options: video_pattern "bars" (default: static colour bars) or
       "swrtc" (the library's test pattern, src/media/video/pattern.rs: colour
@@ -566,14 +569,18 @@ class Peer:
         elif cmd.get("audio", True):
             self.tone = ToneTrack(cmd.get("tone_hz", 1000), cmd.get("tone_dbfs", -20))
             audio_track = self.tone
-        pc.addTransceiver(audio_track or "audio", direction="sendrecv")
+        # WHIP publishes (sendonly), WHEP views (recvonly); Pipecat is sendrecv.
+        direction = cmd.get("direction", "sendrecv")
+        if direction == "recvonly":
+            audio_track = None
+        pc.addTransceiver(audio_track or "audio", direction=direction)
         self.camera_track = self.screen_track = None
         video_transceivers = []
         if cmd.get("video_line", True):
-            if cmd.get("video", True):
+            if cmd.get("video", True) and direction != "recvonly":
                 self.camera_track = _video_track(cmd, "video_pattern", "video_frame_offset")
             video_transceivers.append(pc.addTransceiver(self.camera_track or "video",
-                                                        direction="sendrecv"))
+                                                        direction=direction))
         if cmd.get("screen", False):
             self.screen_track = _video_track(cmd, "screen_pattern", "screen_frame_offset")
             video_transceivers.append(pc.addTransceiver(self.screen_track, direction="sendonly"))
@@ -582,9 +589,10 @@ class Peer:
             for t in video_transceivers:
                 t.setCodecPreferences(prefs)
 
-        channel = pc.createDataChannel(cmd.get("label", "chat"), id=cmd.get("channel_id"))
-        self.channel = channel
-        self._hook_channel(channel, gen, ours=True)
+        if cmd.get("datachannel", True):
+            channel = pc.createDataChannel(cmd.get("label", "chat"), id=cmd.get("channel_id"))
+            self.channel = channel
+            self._hook_channel(channel, gen, ours=True)
 
         await self._offer()
 
