@@ -77,8 +77,15 @@ int main(int argc, char **argv) {
     cb.on_state = on_state;
     cb.on_message = on_message;
 
-    if (swrtc_peer_new(NULL, &cfg, &cb, &app.peer) != SWRTC_OK) {
+    /* A runtime of our own, so the goodbyes can be waited for before the process exits. */
+    SwrtcRuntime *rt = NULL;
+    if (swrtc_runtime_new(NULL, &rt) != SWRTC_OK) {
+        fprintf(stderr, "runtime_new: %s\n", swrtc_last_error());
+        return 1;
+    }
+    if (swrtc_peer_new(rt, &cfg, &cb, &app.peer) != SWRTC_OK) {
         fprintf(stderr, "peer_new: %s\n", swrtc_last_error());
+        swrtc_runtime_free(rt);
         return 1;
     }
     char *answer = NULL;
@@ -88,6 +95,7 @@ int main(int argc, char **argv) {
     if (r != SWRTC_OK) {
         fprintf(stderr, "handle_offer: %d %s\n", (int)r, swrtc_last_error());
         swrtc_peer_free(app.peer);
+        swrtc_runtime_free(rt);
         return 1;
     }
     fwrite(answer, 1, answer_len, stdout);
@@ -107,7 +115,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "messages in %llu out %llu\n", (unsigned long long)stats.messages_in,
                 (unsigned long long)stats.messages_out);
     int ok = app.connected && app.echoed >= max_echoes;
+    /* peerLeft, SCTP shutdown and DTLS close_notify leave before we exit (freeing alone
+     * would race the process exit against the network thread). */
+    swrtc_runtime_shutdown(rt, 1000, NULL);
     swrtc_peer_free(app.peer);
+    swrtc_runtime_free(rt);
     fprintf(stderr, ok ? "done\n" : "incomplete\n");
     return ok ? 0 : 1;
 }
