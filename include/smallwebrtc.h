@@ -825,7 +825,7 @@ typedef struct SwrtcNetworkStats {
    */
   enum SwrtcTransport transport;
   /**
-   * Our address in the pair, "ip:port" ("[ip]:port" for IPv6), NUL-terminated.
+   * Our address in the pair, "ip:port" (`"[ip]:port"` for IPv6), NUL-terminated.
    */
   char local_address[64];
   /**

@@ -2,12 +2,14 @@
 //! `-Wall -Wextra -Werror`, and runs it against aiortc: it answers an offer and echoes an
 //! app message through the C callbacks.
 
+mod c_bots;
 mod common;
+mod signalling_support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::c_bots::answer_offer_session;
+use c_bots::answer_offer_session;
 use common::c_build::compile_c_example;
 
 #[test]

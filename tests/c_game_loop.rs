@@ -2,12 +2,14 @@
 //! serves aiortc from a fixed 100 Hz loop of pull calls only: the caller's tone comes
 //! back, app messages are answered and camera frames are read; SIGTERM ends it cleanly.
 
+mod c_bots;
 mod common;
+mod signalling_support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::c_bots::{game_loop_session, Bot};
+use c_bots::{game_loop_session, Bot};
 use common::c_build::compile_c_example;
 
 const T: Duration = Duration::from_secs(15);

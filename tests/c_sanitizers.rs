@@ -4,13 +4,15 @@
 //! 0 definitely lost bytes. Our library itself is not instrumented; what is checked is
 //! everything the programs do across the C ABI (buffers, strings, events, frames, frees).
 
+mod c_bots;
 mod common;
+mod signalling_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::c_bots::{answer_offer_session, assert_clean, echo_session, game_loop_session, Bot};
+use c_bots::{answer_offer_session, assert_clean, echo_session, game_loop_session, Bot};
 use common::c_build::{build_lib, compile, compile_c_example, local_flags, SANITIZE};
 
 const T: Duration = Duration::from_secs(20);

@@ -3,12 +3,14 @@
 //! caller's tone and answer app messages; SIGTERM ends it cleanly. The wrapper's inputs
 //! also take C++20's std::span, with -Wpedantic.
 
+mod c_bots;
 mod common;
+mod signalling_support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::c_bots::{echo_session, Bot};
+use c_bots::{echo_session, Bot};
 use common::c_build::{build_lib, compile, local_flags};
 
 const T: Duration = Duration::from_secs(15);

@@ -164,7 +164,7 @@ fn aiortc_views_over_whep_what_the_app_writes() {
                 if peer.write_audio(&pcm, T).is_err() {
                     break;
                 }
-                if pos % (960 * 2) == 0 {
+                if pos.is_multiple_of(960 * 2) {
                     let _ = peer.write_video(&rgb, 640, 480, 0);
                 }
             }

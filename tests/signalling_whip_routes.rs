@@ -301,7 +301,8 @@ fn single_mode_caps_whip_like_api_offer() {
 
 #[test]
 fn access_hook_guards_every_protocol() {
-    let seen: Arc<Mutex<Vec<(String, String, Protocol, Value)>>> = Arc::default();
+    type Seen = Arc<Mutex<Vec<(String, String, Protocol, Value)>>>;
+    let seen: Seen = Arc::default();
     let s = seen.clone();
     let (reg, peers) = registry_with(ServerConfig {
         access: Some(Arc::new(move |r: &AccessRequest<'_>| {

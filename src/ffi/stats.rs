@@ -79,7 +79,7 @@ pub struct SwrtcNetworkStats {
     pub remote_candidate_type: SwrtcCandidateType,
     /// UDP or TCP.
     pub transport: SwrtcTransport,
-    /// Our address in the pair, "ip:port" ("[ip]:port" for IPv6), NUL-terminated.
+    /// Our address in the pair, "ip:port" (`"[ip]:port"` for IPv6), NUL-terminated.
     pub local_address: [c_char; 64],
     /// The client's address in the pair, NUL-terminated.
     pub remote_address: [c_char; 64],

@@ -1,6 +1,5 @@
 #![allow(dead_code)]
 pub mod aiortc;
-pub mod c_bots;
 pub mod c_build;
 pub mod faults;
 pub mod impair;

@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! Runs the example bots (C, C++, the game loop) as child processes and drives one aiortc
 //! session against each, so the plain, installed, sanitized and valgrind builds share one
 //! scenario. A bot prints "listening on http://IP:PORT/" first, then one line per event.
@@ -12,10 +13,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use serde_json::{json, Value};
 
-use super::aiortc::AiortcPeer;
-
-#[path = "../signalling_support/mod.rs"]
-mod http;
+use crate::common::aiortc::AiortcPeer;
+use crate::signalling_support as http;
 
 /// A running bot: its HTTP address, its stdout lines and its whole stderr.
 pub struct Bot {
