@@ -515,7 +515,7 @@ fn make_session(url: &Url, id: usize, video: bool) -> Result<Session, String> {
     let now = Instant::now();
     let mut rtc = Rtc::builder()
         .set_crypto_provider(crypto())
-        // Deliver audio as it arrives: no hold-back after a gap (DESIGN §6).
+        // Deliver audio as it arrives: no hold-back after a gap (str0m holds up to 15 packets by default).
         .set_reordering_size_audio(0)
         .build(now);
     rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);

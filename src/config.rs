@@ -59,7 +59,7 @@ pub struct PeerConfig {
     /// A peer that has not connected this long after its offer is closed.
     pub connection_timeout: Duration,
     /// Deliver inbound app messages as soon as they arrive, without waiting for `connect`.
-    /// Off by default (DESIGN §2: held until the app is ready).
+    /// Off by default (inbound messages are held until the app is ready).
     pub deliver_before_connect: bool,
     /// Send our audio with RFC 2198 redundancy (each packet also carries the previous one)
     /// when the client offered `red/48000/2`, as Chromium does. Costs about twice the audio

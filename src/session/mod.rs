@@ -454,7 +454,7 @@ impl Session {
         self.after_mutation(now);
     }
 
-    /// The app is ready (DESIGN §2): counted; delivers `Connected` and held messages.
+    /// The app is ready (both pipeline sides may call it): counted; delivers `Connected` and held messages.
     pub fn connect(&mut self, now: Instant) -> Result<()> {
         self.ensure_open()?;
         self.life.app_connect();

@@ -212,7 +212,7 @@ impl Lifecycle {
 
     fn report_visible(&mut self) {
         let mut visible = self.actual();
-        // DESIGN §2: connected is only delivered once the app is ready.
+        // Connected is only delivered once the app is ready (it called connect).
         if visible == PeerState::Connected && !self.app_ready {
             visible = PeerState::Connecting;
         }

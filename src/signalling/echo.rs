@@ -1,4 +1,4 @@
-//! The echo bot: the demo app and common test target (DESIGN §5). For each peer it sends
+//! The echo bot: the demo app and common test target. For each peer it sends
 //! the caller's audio and camera back, answers each app message `m` with `{"echo": m}`,
 //! and (with the RTVI helper on) answers `client-ready` with `bot-ready`. WHIP is
 //! ingest-only, so a WHIP publisher's audio and camera are relayed to every WHEP viewer

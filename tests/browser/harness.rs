@@ -1,7 +1,7 @@
 //! Runs a browser driver (`tests/browser/*.mjs`, node + playwright-core +
 //! Debian's chromium) against the echo example, with both inside one network
 //! namespace that has only loopback, so Chromium's ICE checks stay on
-//! 127.0.0.1 (DESIGN §5).
+//! 127.0.0.1 (Chromium sends checks from every interface it has).
 //!
 //! How: the test (outer) re-executes its own test binary, filtered to the same
 //! test, under `unshare -n sh -c 'ip link set lo up && exec …'`, with
