@@ -9,6 +9,8 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod ffi;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod io;
 pub mod limits;
 pub mod media;

@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    smallwebrtc::signalling::fuzz_http_request(data);
+    smallwebrtc::fuzz::http_request(data);
 });

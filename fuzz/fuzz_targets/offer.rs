@@ -1,0 +1,6 @@
+//! `smallwebrtc::fuzz::offer` on arbitrary bytes (see that function for what it drives).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    smallwebrtc::fuzz::offer(data);
+});
