@@ -530,7 +530,17 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        // Stop callbacks first, so none runs after drop returns, then close.
+        self.detach_and_close();
+    }
+}
+
+impl Peer {
+    /// What dropping the peer does, for a handle that is let go while others may still
+    /// hold the peer (the C `swrtc_peer_free` while the signalling server handles a request
+    /// for it): stops every callback, so none runs after this returns (unless called from
+    /// inside one, which then finishes), then closes the peer.
+    pub(crate) fn detach_and_close(&self) {
+        // Stop callbacks first, so none runs after this returns, then close.
         self.shared.detach_handler();
         if let Some(a) = &self.shared.audio_in {
             a.sink.set(None);

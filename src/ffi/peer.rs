@@ -475,7 +475,11 @@ pub unsafe extern "C" fn swrtc_peer_free(peer: *mut SwrtcPeer) {
     let _ = guard(|| {
         if !peer.is_null() {
             // SAFETY: from Box::into_raw in swrtc_peer_new; freed once per the contract.
-            drop(unsafe { Box::from_raw(peer) });
+            let handle = unsafe { Box::from_raw(peer) };
+            // Not left to the last `Arc`: the signalling server may hold the peer a while
+            // longer (a PATCH or renegotiation in flight), and the rule is about this call.
+            handle.peer.detach_and_close();
+            drop(handle);
         }
         Ok(())
     });

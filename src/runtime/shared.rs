@@ -2,19 +2,16 @@
 //! `poll_event`, the callback slot and its gate, and a few atomics the app reads cheaply.
 
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use parking_lot::{Mutex, ReentrantMutex};
-use tracing::warn;
-
 use super::audio::{AudioIn, AudioOut};
+use super::callback::CallbackSlot;
 use super::video::VideoPipes;
 use crate::limits;
 use crate::session::PeerState;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
 /// An event of a peer, delivered to its [`PeerHandler`] or returned by `poll_event`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +45,8 @@ pub(crate) struct PeerShared {
     pub id: u64,
     pub local_addrs: Vec<SocketAddr>,
     state: AtomicU8,
-    handler: Mutex<Option<Arc<dyn PeerHandler>>>,
-    /// Held while a callback of this peer runs; `detach_handler` takes it to wait one out.
-    gate: ReentrantMutex<()>,
+    /// The event handler; it runs with none of our locks held.
+    handler: CallbackSlot<Arc<dyn PeerHandler>>,
     events_tx: Sender<PeerEvent>,
     events_rx: Receiver<PeerEvent>,
     pub events_dropped: AtomicU64,
@@ -75,8 +71,7 @@ impl PeerShared {
             id,
             local_addrs,
             state: AtomicU8::new(state_to_u8(PeerState::New)),
-            handler: Mutex::new(handler),
-            gate: ReentrantMutex::new(()),
+            handler: CallbackSlot::new(handler),
             events_tx,
             events_rx,
             events_dropped: AtomicU64::new(0),
@@ -112,7 +107,7 @@ impl PeerShared {
     }
 
     pub fn has_handler(&self) -> bool {
-        self.handler.lock().is_some()
+        self.handler.is_set()
     }
 
     /// Queues an event for `poll_event`, dropping the oldest when full (counted).
@@ -138,33 +133,23 @@ impl PeerShared {
         }
     }
 
-    /// Runs the handler for one event (dispatcher thread only).
+    /// Runs the handler for one event (dispatcher thread only). A panic is caught and
+    /// logged.
     pub fn dispatch(&self, ev: &PeerEvent) {
-        let _in_callback = self.gate.lock();
-        let handler = self.handler.lock().clone();
-        if let Some(h) = handler {
-            if catch_unwind(AssertUnwindSafe(|| h.on_event(ev))).is_err() {
-                warn!("peer {} event handler panicked; event dropped", self.id);
-            }
-        }
+        self.handler.call(|h| h.on_event(ev));
     }
 
-    /// Replaces the handler. Events already queued for `poll_event` stay there. Removing
-    /// it waits for a running callback, like [`PeerShared::detach_handler`].
+    /// Replaces or (with `None`) removes the handler. Events already queued for
+    /// `poll_event` stay there. Like [`PeerShared::detach_handler`], it waits for a call
+    /// of the old handler running on another thread.
     pub fn set_handler(&self, handler: Option<Arc<dyn PeerHandler>>) {
-        let removing = handler.is_none();
-        let old = std::mem::replace(&mut *self.handler.lock(), handler);
-        if removing {
-            drop(self.gate.lock());
-        }
-        drop(old);
+        self.handler.set(handler);
     }
 
     /// Removes the handler; when this returns no callback of this peer runs or will run
     /// (unless called from inside that very callback, which then finishes normally).
     pub fn detach_handler(&self) {
-        *self.handler.lock() = None;
-        drop(self.gate.lock());
+        self.handler.set(None);
     }
 }
 

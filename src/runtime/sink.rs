@@ -1,42 +1,30 @@
 //! A per-pipe frame callback: push delivery of decoded frames on the worker that decoded
 //! them, instead of the pull queue. One callback at a time per pipe, frames in order.
 //!
-//! The slot sits behind a re-entrant gate held while the callback runs, so replacing or
-//! clearing the callback from another thread waits for a running call to finish (after
+//! The callback lives in a [`CallbackSlot`]: it runs with none of our locks held, and
+//! replacing or clearing it from another thread waits for a running call to finish (after
 //! `set` returns, the old callback never runs again), while doing it from inside the
-//! callback itself takes effect at once without deadlock.
+//! callback itself takes effect at once.
 
-use std::cell::RefCell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use parking_lot::{Mutex, MutexGuard};
 
-use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
-use tracing::warn;
+use super::callback::CallbackSlot;
 
 /// A frame callback. It runs on a worker thread and must not block.
 pub type FrameCallback<T> = Box<dyn FnMut(&T) + Send + 'static>;
 
-struct Slot<T> {
-    cb: Option<FrameCallback<T>>,
-    /// Bumped by every `set`, so a delivery knows whether the callback it took out was
-    /// replaced while it ran.
-    generation: u64,
-}
-
 pub(crate) struct Sink<T> {
-    slot: ReentrantMutex<RefCell<Slot<T>>>,
-    /// Cheap check for the common case of no callback.
-    active: AtomicBool,
+    slot: CallbackSlot<FrameCallback<T>>,
+    /// Taken by a worker for a whole batch of one pipe, so two runs of the same pipe on
+    /// two workers cannot interleave frames. `set` never takes it.
+    turn: Mutex<()>,
 }
 
 impl<T> Default for Sink<T> {
     fn default() -> Self {
         Sink {
-            slot: ReentrantMutex::new(RefCell::new(Slot {
-                cb: None,
-                generation: 0,
-            })),
-            active: AtomicBool::new(false),
+            slot: CallbackSlot::new(None),
+            turn: Mutex::new(()),
         }
     }
 }
@@ -45,58 +33,33 @@ impl<T> Sink<T> {
     /// Installs or (with `None`) removes the callback. Waits for a call running on another
     /// thread; from inside the callback it applies at once.
     pub fn set(&self, cb: Option<FrameCallback<T>>) {
-        let g = self.slot.lock();
-        let old = {
-            let mut s = g.borrow_mut();
-            s.generation += 1;
-            self.active.store(cb.is_some(), Ordering::Release);
-            std::mem::replace(&mut s.cb, cb)
-        };
-        drop(g);
-        // The old closure is dropped outside the gate: its captures may do anything.
-        drop(old);
+        self.slot.set(cb);
     }
 
-    /// The delivery gate when a callback is installed; `None` otherwise. Hold it across
+    /// The delivery turn when a callback is installed; `None` otherwise. Hold it across
     /// a whole batch so a concurrent run of the same pipe cannot interleave frames.
     pub fn open(&self) -> Option<SinkGuard<'_, T>> {
-        if !self.active.load(Ordering::Acquire) {
+        if !self.slot.is_set() {
             return None;
         }
-        let g = self.slot.lock();
-        let installed = g.borrow().cb.is_some();
-        installed.then_some(SinkGuard { g })
+        let turn = self.turn.lock();
+        self.slot.is_set().then_some(SinkGuard {
+            sink: self,
+            _turn: turn,
+        })
     }
 }
 
 pub(crate) struct SinkGuard<'a, T> {
-    g: ReentrantMutexGuard<'a, RefCell<Slot<T>>>,
+    sink: &'a Sink<T>,
+    _turn: MutexGuard<'a, ()>,
 }
 
 impl<T> SinkGuard<'_, T> {
     /// Calls the callback with one frame: true if it ran (the frame is consumed, even if
     /// the callback removed itself meanwhile), false if none is installed any more.
     pub fn deliver(&self, frame: &T) -> bool {
-        let (cb, generation) = {
-            let mut s = self.g.borrow_mut();
-            (s.cb.take(), s.generation)
-        };
-        let Some(mut cb) = cb else {
-            return false;
-        };
-        // The borrow is released: the callback may call `set` on this very sink.
-        if catch_unwind(AssertUnwindSafe(|| cb(frame))).is_err() {
-            warn!("a frame callback panicked; the frame is dropped");
-        }
-        let mut s = self.g.borrow_mut();
-        if s.generation == generation {
-            s.cb = Some(cb);
-        } else {
-            drop(s);
-            // Replaced or removed while it ran: this closure is done.
-            drop(cb);
-        }
-        true
+        self.sink.slot.call(|cb| cb(frame))
     }
 }
 
