@@ -321,8 +321,10 @@ typedef void (*SwrtcLogCallback)(void *user_data,
  * Callbacks of a peer. Every pointer may be NULL. They run on the runtime's callback
  * thread (never on an I/O thread, never on the caller's thread), one at a time, events of
  * a peer in order. From inside a callback any `swrtc_*` function may be called, including
- * `swrtc_peer_free` on the same peer. Once `swrtc_peer_free` returns, no callback of that
- * peer runs. `user_data` must stay valid until then.
+ * `swrtc_peer_free` on the same peer; no lock of the library is held while they run.
+ * Once `swrtc_peer_free` returns, no callback of that peer runs, whatever other threads
+ * (the signalling server handling a request for the peer, say) still do with it.
+ * `user_data` must stay valid until then.
  */
 typedef struct SwrtcPeerCallbacks {
   /**
@@ -968,7 +970,11 @@ enum SwrtcResult swrtc_peer_read_audio(const struct SwrtcPeer *peer,
  * function may be called, this one too (it applies at once), and `swrtc_peer_free` on the
  * same peer. Called elsewhere, this waits for a running call, so after it returns the old
  * callback never runs again; `swrtc_peer_free` removes it. `user_data` must stay valid
- * until then. The C callback must not unwind (no C++ exception may leave it).
+ * until then. No lock of the library is held while `cb` runs. The one case in which this
+ * does not wait: two callbacks, running at once, that change each other's callbacks (or
+ * free each other's peers); the second to call does not wait for the first (which is
+ * waiting for it), so both complete. The C callback must not unwind (no C++ exception may
+ * leave it).
  *
  * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (`peer` NULL, audio in disabled). Any thread.
  *

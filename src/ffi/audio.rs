@@ -69,7 +69,11 @@ pub unsafe extern "C" fn swrtc_peer_read_audio(
 /// function may be called, this one too (it applies at once), and `swrtc_peer_free` on the
 /// same peer. Called elsewhere, this waits for a running call, so after it returns the old
 /// callback never runs again; `swrtc_peer_free` removes it. `user_data` must stay valid
-/// until then. The C callback must not unwind (no C++ exception may leave it).
+/// until then. No lock of the library is held while `cb` runs. The one case in which this
+/// does not wait: two callbacks, running at once, that change each other's callbacks (or
+/// free each other's peers); the second to call does not wait for the first (which is
+/// waiting for it), so both complete. The C callback must not unwind (no C++ exception may
+/// leave it).
 ///
 /// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (`peer` NULL, audio in disabled). Any thread.
 ///

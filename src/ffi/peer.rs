@@ -161,8 +161,10 @@ pub struct SwrtcPeerConfig {
 /// Callbacks of a peer. Every pointer may be NULL. They run on the runtime's callback
 /// thread (never on an I/O thread, never on the caller's thread), one at a time, events of
 /// a peer in order. From inside a callback any `swrtc_*` function may be called, including
-/// `swrtc_peer_free` on the same peer. Once `swrtc_peer_free` returns, no callback of that
-/// peer runs. `user_data` must stay valid until then.
+/// `swrtc_peer_free` on the same peer; no lock of the library is held while they run.
+/// Once `swrtc_peer_free` returns, no callback of that peer runs, whatever other threads
+/// (the signalling server handling a request for the peer, say) still do with it.
+/// `user_data` must stay valid until then.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct SwrtcPeerCallbacks {
