@@ -539,6 +539,24 @@ impl Peer {
     /// hold the peer (the C `swrtc_peer_free` while the signalling server handles a request
     /// for it): stops every callback, so none runs after this returns (unless called from
     /// inside one, which then finishes), then closes the peer.
+    /// Whether any callback (event handler or frame callback) is installed.
+    #[cfg(test)]
+    pub(crate) fn has_callbacks(&self) -> bool {
+        self.shared.has_handler()
+            || self
+                .shared
+                .audio_in
+                .as_ref()
+                .is_some_and(|a| a.sink.open().is_some())
+            || self
+                .shared
+                .video
+                .input
+                .iter()
+                .flatten()
+                .any(|v| v.sink.open().is_some())
+    }
+
     pub(crate) fn detach_and_close(&self) {
         // Stop callbacks first, so none runs after this returns, then close.
         self.shared.detach_handler();

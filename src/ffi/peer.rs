@@ -757,3 +757,46 @@ pub unsafe extern "C" fn swrtc_peer_get_stats(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl PeerHandler for Count {
+        fn on_event(&self, _: &PeerEvent) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The signalling server may still hold the peer (a request in flight) when the app
+    /// frees its handle: the callbacks go with the handle, not with the last reference.
+    #[test]
+    fn free_detaches_callbacks_while_the_server_still_holds_the_peer() {
+        let cfg = crate::PeerConfig {
+            bind_ip: Some("127.0.0.1".parse().unwrap()),
+            ..crate::PeerConfig::default()
+        };
+        let handler = Arc::new(Count(Default::default()));
+        let peer = Arc::new(Peer::new(cfg, Some(handler.clone())).unwrap());
+        peer.set_audio_callback(Some(Box::new(|_| {}))).unwrap();
+        assert!(peer.has_callbacks());
+        let held_by_server = peer.clone();
+        let handle = Box::into_raw(Box::new(SwrtcPeer::from_shared(
+            peer,
+            SwrtcProtocol::SWRTC_PROTOCOL_PIPECAT,
+        )));
+        // SAFETY: a live handle, freed once.
+        unsafe { swrtc_peer_free(handle) };
+        assert!(
+            !held_by_server.has_callbacks(),
+            "callbacks outlive the free"
+        );
+        // And it closes (on its I/O thread, just after).
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while held_by_server.state() != PeerState::Closed {
+            assert!(std::time::Instant::now() < until, "never closed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

@@ -85,6 +85,25 @@ impl Bot {
         }
     }
 
+    /// Waits up to `deadline` for the bot to exit by itself; returns its exit status and
+    /// everything it wrote to stderr.
+    pub fn wait_exit(mut self, deadline: Duration) -> (ExitStatus, String) {
+        let until = Instant::now() + deadline;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < until,
+                "{} did not exit within {deadline:?}",
+                self.name
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self.stderr.take().unwrap().join().unwrap_or_default();
+        (status, stderr)
+    }
+
     /// Asks the bot to stop (SIGTERM) and waits up to `deadline` for it to exit; returns
     /// its exit status and everything it wrote to stderr.
     pub fn stop(mut self, deadline: Duration) -> (ExitStatus, String) {
