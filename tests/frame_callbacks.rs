@@ -110,7 +110,19 @@ fn audio_callback_gets_every_frame_in_order_on_a_worker_and_can_echo() {
     })))
     .unwrap();
     send_tone(&client, 0, 100);
-    wait_until("100 frames", || got.lock().unwrap().len() >= 100);
+    let end = Instant::now() + T;
+    while got.lock().unwrap().len() < 100 {
+        if Instant::now() > end {
+            let f = got.lock().unwrap();
+            let pts: Vec<u64> = f.iter().map(|f| f.0 / 960).collect();
+            panic!(
+                "{} frames within {T:?} (packets {:?}): {pts:?}",
+                f.len(),
+                client.stats()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::thread::sleep(Duration::from_millis(200));
     let frames = got.lock().unwrap().clone();
     assert_eq!(frames.len(), 100, "one frame per packet, no more");

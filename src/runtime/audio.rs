@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::io_loop::{Command, IoHandle};
 use super::sink::Sink;
-use super::workers::{Job, Workers};
+use super::workers::{Lane, Work, Workers};
 use crate::config::PeerConfig;
 use crate::error::{Error, ErrorKind, Result};
 use crate::media::audio::{AudioFrame, AudioReceiver, AudioSender, FrameRing};
@@ -129,7 +129,7 @@ impl AudioIn {
     fn tick(self: &Arc<Self>, workers: &Workers, horizon: u64) {
         if (!self.rx.is_empty() || self.deadline.load(Ordering::Acquire) <= horizon)
             && !self.scheduled.swap(true, Ordering::AcqRel)
-            && !workers.submit(Job::AudioIn(self.clone()))
+            && !workers.submit(Lane::Audio, self.clone())
         {
             self.scheduled.store(false, Ordering::Release);
         }
@@ -395,7 +395,7 @@ fn clock_loop(reg: Arc<Mutex<Registry>>, workers: Workers) {
         for p in &outputs {
             if p.next_due.load(Ordering::Acquire) <= horizon
                 && !p.scheduled.swap(true, Ordering::AcqRel)
-                && !workers.submit(Job::AudioOut(p.clone()))
+                && !workers.submit(Lane::Audio, p.clone())
             {
                 p.scheduled.store(false, Ordering::Release);
             }
@@ -407,5 +407,17 @@ fn clock_loop(reg: Arc<Mutex<Registry>>, workers: Workers) {
             next_tick = now + TICK;
         }
         std::thread::sleep(next_tick - now);
+    }
+}
+
+impl Work for AudioIn {
+    fn run(&self) {
+        AudioIn::run(self)
+    }
+}
+
+impl Work for AudioOut {
+    fn run(&self) {
+        AudioOut::run(self)
     }
 }

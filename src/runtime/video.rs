@@ -12,7 +12,7 @@ use tracing::debug;
 
 use super::io_loop::{Command, IoHandle};
 use super::sink::Sink;
-use super::workers::{Job, Workers};
+use super::workers::{Lane, Work, Workers};
 use crate::config::PeerConfig;
 use crate::error::{Error, Result};
 use crate::media::video::{
@@ -109,7 +109,7 @@ impl VideoIn {
             self.request_keyframe();
         }
         if !self.scheduled.swap(true, Ordering::AcqRel)
-            && !workers.submit(Job::VideoIn(self.clone()))
+            && !workers.submit(Lane::Video, self.clone())
         {
             self.scheduled.store(false, Ordering::Release);
         }
@@ -304,7 +304,7 @@ impl VideoOut {
             (p.width, p.height, p.full) = (width, height, true);
         }
         if !self.scheduled.swap(true, Ordering::AcqRel)
-            && !workers.submit(Job::VideoOut(self.clone()))
+            && !workers.submit(Lane::Video, self.clone())
         {
             self.scheduled.store(false, Ordering::Release);
         }
@@ -418,5 +418,17 @@ impl VideoPipes {
         for p in self.input.iter().flatten() {
             p.slot.close();
         }
+    }
+}
+
+impl Work for VideoIn {
+    fn run(&self) {
+        VideoIn::run(self)
+    }
+}
+
+impl Work for VideoOut {
+    fn run(&self) {
+        VideoOut::run(self)
     }
 }

@@ -1,6 +1,7 @@
-//! The codec worker pool: a few threads shared by all peers of a runtime. Jobs name a
-//! per-peer pipe (no boxing, no allocation per job); a pipe's own flag keeps it queued at
-//! most once, and its lock keeps its work in order.
+//! The codec worker pool: a few threads shared by all peers of a runtime. A job is a
+//! per-peer pipe with work pending, as a [`Work`] trait object (an `Arc` the pipe already
+//! is: no allocation per job); the pool names no pipe type. A pipe's own flag keeps it
+//! queued at most once, and its lock keeps its work in order.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,19 +9,28 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use super::audio::{AudioIn, AudioOut};
-use super::video::{VideoIn, VideoOut};
 use crate::error::Result;
 
 /// Jobs waiting for a worker, across all peers. A job is a peer with work pending, so this
 /// bounds peers with pending work, not packets.
 const JOB_QUEUE: usize = 16_384;
 
-pub(crate) enum Job {
-    AudioIn(Arc<AudioIn>),
-    AudioOut(Arc<AudioOut>),
-    VideoIn(Arc<VideoIn>),
-    VideoOut(Arc<VideoOut>),
+/// A pipe with work pending: a worker calls `run` until the pipe's queue is drained.
+pub(crate) trait Work: Send + Sync {
+    fn run(&self);
+}
+
+/// Which queue a job waits in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Audio in and out: served first.
+    Audio,
+    /// Video decode and encode.
+    Video,
+}
+
+enum Job {
+    Run(Arc<dyn Work>),
     Stop,
 }
 
@@ -66,12 +76,12 @@ impl Workers {
     }
 
     /// Queues a job without blocking; false (counted) when the queue is full.
-    pub fn submit(&self, job: Job) -> bool {
-        let tx = match job {
-            Job::VideoIn(_) | Job::VideoOut(_) => &self.video,
-            _ => &self.audio,
+    pub fn submit(&self, lane: Lane, work: Arc<dyn Work>) -> bool {
+        let tx = match lane {
+            Lane::Video => &self.video,
+            Lane::Audio => &self.audio,
         };
-        match tx.try_send(job) {
+        match tx.try_send(Job::Run(work)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -102,10 +112,7 @@ fn run(audio: Receiver<Job>, video: Receiver<Job>, audio_only: bool) {
             },
         };
         match job {
-            Job::AudioIn(p) => p.run(),
-            Job::AudioOut(p) => p.run(),
-            Job::VideoIn(p) => p.run(),
-            Job::VideoOut(p) => p.run(),
+            Job::Run(work) => work.run(),
             Job::Stop => return,
         }
     }
