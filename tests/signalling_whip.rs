@@ -63,38 +63,10 @@ fn post_offer(addr: SocketAddr, path: &str, sdp: &str) -> (String, String) {
     (String::from_utf8(r.body).unwrap(), location)
 }
 
-/// Frequency of a mono signal by rising zero crossings.
-fn frequency(samples: &[i16], rate: u32) -> f64 {
-    let rising = samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
-    rising as f64 * rate as f64 / samples.len() as f64
-}
-
-fn rms_dbfs(samples: &[i16]) -> f64 {
-    let sum: f64 = samples.iter().map(|&s| (s as f64) * (s as f64)).sum();
-    let rms = (sum / samples.len().max(1) as f64).sqrt();
-    20.0 * (rms.max(1e-9) / 32768.0).log10()
-}
-
 /// Reads the app side of a publisher until one second of audio has the tone `hz` (±5%).
 fn hear_tone(new: &NewPeer, hz: f64) -> f64 {
-    let end = Instant::now() + T;
-    let mut window: Vec<i16> = Vec::new();
-    let mut last = 0.0;
-    while Instant::now() < end {
-        let Ok(frame) = new.peer.read_audio(Some(Duration::from_millis(200))) else {
-            continue;
-        };
-        window.extend_from_slice(&frame.samples);
-        let keep = frame.sample_rate as usize; // one second
-        if window.len() > keep {
-            window.drain(..window.len() - keep);
-            last = frequency(&window, frame.sample_rate);
-            if rms_dbfs(&window) > -40.0 && (last - hz).abs() < hz * 0.05 {
-                return last;
-            }
-        }
-    }
-    panic!("the app never heard {hz} Hz (last {last:.1} Hz)");
+    common::tone::hear_tone(&new.peer, hz, T, || false)
+        .unwrap_or_else(|last| panic!("the app never heard {hz} Hz (last {last:.1} Hz)"))
 }
 
 fn delete_and_see_close(addr: SocketAddr, location: &str, new: &NewPeer) {
