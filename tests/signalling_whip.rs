@@ -169,3 +169,72 @@ fn aiortc_views_over_whep_what_the_app_writes() {
     delete_and_see_close(addr, &location, &new);
     client.close();
 }
+
+#[test]
+fn video_only_offers_are_taken_by_whip_and_whep_but_not_by_api_offer() {
+    let server = server(None);
+    let addr = server.local_addr();
+
+    // A WHIP publisher with only a camera.
+    let mut publisher = AiortcPeer::spawn();
+    let offer = publisher.offer(json!({"direction": "sendonly", "datachannel": false,
+                                       "audio_line": false, "video": true}));
+    assert!(!offer.contains("m=audio"), "{offer}");
+    // Pipecat's route keeps refusing it: its clients always offer audio.
+    let r =
+        signalling_support::post_json(addr, "/api/offer", &json!({"sdp": offer, "type": "offer"}));
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.json()["error"].as_str().unwrap_or("").contains("audio"),
+        "{}",
+        r.json()
+    );
+    let (answer, location) = post_offer(addr, "/whip", &offer);
+    publisher.answer(&answer);
+    let new = server.accept(Some(T)).expect("the app gets the publisher");
+    assert_eq!(new.protocol, Protocol::Whip);
+    new.peer.connect().unwrap();
+    publisher.wait_connection_state("connected", T);
+    let frame = new
+        .peer
+        .read_video(VideoSource::Camera, Some(T))
+        .expect("the published camera reaches the app");
+    assert_eq!((frame.width, frame.height), (640, 480));
+    delete_and_see_close(addr, &location, &new);
+    publisher.close();
+
+    // A WHEP viewer that wants only video.
+    let mut viewer = AiortcPeer::spawn();
+    let offer = viewer.offer(json!({"direction": "recvonly", "datachannel": false,
+                                    "audio_line": false}));
+    assert!(!offer.contains("m=audio"), "{offer}");
+    let (answer, location) = post_offer(addr, "/whep", &offer);
+    viewer.answer(&answer);
+    let new = server.accept(Some(T)).expect("the app gets the viewer");
+    assert_eq!(new.protocol, Protocol::Whep);
+    new.peer.connect().unwrap();
+    wait_connected(&new.peer, T);
+    // Audio has nowhere to go: writing it fails at once with a clear error, or is dropped.
+    let started = Instant::now();
+    let wrote = new.peer.write_audio(&tone(660.0, 0, 960, 48_000), T);
+    eprintln!(
+        "write_audio on a video-only viewer: {wrote:?} after {:?}",
+        started.elapsed()
+    );
+    let rgb = vec![90u8; 320 * 240 * 3];
+    let end = Instant::now() + T;
+    let video = loop {
+        let _ = new.peer.write_video(&rgb, 320, 240, 0);
+        let v = viewer.video_stats();
+        if v["frames"].as_u64().unwrap_or(0) >= 5 || Instant::now() > end {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    };
+    assert!(
+        video["frames"].as_u64().unwrap_or(0) >= 5,
+        "viewer video: {video}"
+    );
+    delete_and_see_close(addr, &location, &new);
+    viewer.close();
+}
