@@ -161,6 +161,14 @@ fn check_prerequisites() {
         ok,
         "GStreamer with webrtcbin, Opus and VP8 for Debian's python3 is missing: run `.ci/setup.sh --tests`"
     );
+    let openssl = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        openssl,
+        "the openssl command (for the publisher's certificate) is missing: run `.ci/setup.sh --tests`"
+    );
 }
 
 #[test]

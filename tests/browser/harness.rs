@@ -92,6 +92,7 @@ pub struct App {
 /// the echo example.
 pub fn run_with_app(t: &BrowserTest, start: impl FnOnce() -> App) -> Option<Value> {
     if std::env::var_os(INNER_ENV).is_some() {
+        assert_loopback_only();
         let app = start();
         eprintln!("browser test: app at {}", app.url);
         let mut v = run_driver(t, &app.url);
@@ -250,9 +251,9 @@ fn echo_example_path() -> PathBuf {
 
 // ------------------------------------------------------------------ inner
 
-fn inner(t: &BrowserTest) {
-    // Only lo may exist here, else Chromium's checks could leave loopback.
-    // (/proc/self/net follows the process's namespace; /sys/class/net does not.)
+/// Only lo may exist here, else Chromium's checks could leave loopback.
+/// (/proc/self/net follows the process's namespace; /sys/class/net does not.)
+fn assert_loopback_only() {
     let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
     let ifaces: Vec<String> = dev
         .lines()
@@ -264,6 +265,10 @@ fn inner(t: &BrowserTest) {
         ifaces == ["lo"],
         "the inner browser test run is not in a loopback-only network namespace (interfaces: {ifaces:?})"
     );
+}
+
+fn inner(t: &BrowserTest) {
+    assert_loopback_only();
     let started = Instant::now();
 
     let mut server = EchoServer::start();
