@@ -2,8 +2,9 @@
 # Installs what a fresh Debian machine lacks to build smallwebrtc: cmake and nasm for the
 # bundled codecs (Opus, OpenH264), libvpx for VP8, pkg-config and a C compiler.
 # With --tests, also what the tests need: iproute2 (network namespaces), a Python venv
-# with aiortc, a venv with Pipecat for the Python binding tests (.venv-pyx), and Debian's
-# Chromium with the npm packages of the browser tests.
+# with aiortc, a venv with Pipecat for the Python binding tests (.venv-pyx), Debian's
+# Chromium with the npm packages of the browser tests, and GStreamer's WebRTC stack for
+# Debian's python3 (tests/whip_gstreamer.rs).
 # Idempotent and quick when everything is already there. Run as root or with sudo.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +24,12 @@ if $tests; then
     python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
     command -v valgrind >/dev/null || need+=(valgrind)
     command -v readelf >/dev/null || need+=(binutils)
+    command -v openssl >/dev/null || need+=(openssl)
+    /usr/bin/python3 -c "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstWebRTC', '1.0'); \
+from gi.repository import Gst; Gst.init(None); \
+assert all(Gst.ElementFactory.find(e) for e in ('webrtcbin', 'nicesrc', 'opusenc', 'vp8enc', 'rtpopuspay'))" \
+        >/dev/null 2>&1 || need+=(python3-gst-1.0 gir1.2-gst-plugins-bad-1.0 gstreamer1.0-plugins-base
+                                  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice)
 fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2

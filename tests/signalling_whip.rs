@@ -63,38 +63,10 @@ fn post_offer(addr: SocketAddr, path: &str, sdp: &str) -> (String, String) {
     (String::from_utf8(r.body).unwrap(), location)
 }
 
-/// Frequency of a mono signal by rising zero crossings.
-fn frequency(samples: &[i16], rate: u32) -> f64 {
-    let rising = samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
-    rising as f64 * rate as f64 / samples.len() as f64
-}
-
-fn rms_dbfs(samples: &[i16]) -> f64 {
-    let sum: f64 = samples.iter().map(|&s| (s as f64) * (s as f64)).sum();
-    let rms = (sum / samples.len().max(1) as f64).sqrt();
-    20.0 * (rms.max(1e-9) / 32768.0).log10()
-}
-
 /// Reads the app side of a publisher until one second of audio has the tone `hz` (±5%).
 fn hear_tone(new: &NewPeer, hz: f64) -> f64 {
-    let end = Instant::now() + T;
-    let mut window: Vec<i16> = Vec::new();
-    let mut last = 0.0;
-    while Instant::now() < end {
-        let Ok(frame) = new.peer.read_audio(Some(Duration::from_millis(200))) else {
-            continue;
-        };
-        window.extend_from_slice(&frame.samples);
-        let keep = frame.sample_rate as usize; // one second
-        if window.len() > keep {
-            window.drain(..window.len() - keep);
-            last = frequency(&window, frame.sample_rate);
-            if rms_dbfs(&window) > -40.0 && (last - hz).abs() < hz * 0.05 {
-                return last;
-            }
-        }
-    }
-    panic!("the app never heard {hz} Hz (last {last:.1} Hz)");
+    common::tone::hear_tone(&new.peer, hz, T, || false)
+        .unwrap_or_else(|last| panic!("the app never heard {hz} Hz (last {last:.1} Hz)"))
 }
 
 fn delete_and_see_close(addr: SocketAddr, location: &str, new: &NewPeer) {
@@ -196,4 +168,73 @@ fn aiortc_views_over_whep_what_the_app_writes() {
     );
     delete_and_see_close(addr, &location, &new);
     client.close();
+}
+
+#[test]
+fn video_only_offers_are_taken_by_whip_and_whep_but_not_by_api_offer() {
+    let server = server(None);
+    let addr = server.local_addr();
+
+    // A WHIP publisher with only a camera.
+    let mut publisher = AiortcPeer::spawn();
+    let offer = publisher.offer(json!({"direction": "sendonly", "datachannel": false,
+                                       "audio_line": false, "video": true}));
+    assert!(!offer.contains("m=audio"), "{offer}");
+    // Pipecat's route keeps refusing it: its clients always offer audio.
+    let r =
+        signalling_support::post_json(addr, "/api/offer", &json!({"sdp": offer, "type": "offer"}));
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.json()["error"].as_str().unwrap_or("").contains("audio"),
+        "{}",
+        r.json()
+    );
+    let (answer, location) = post_offer(addr, "/whip", &offer);
+    publisher.answer(&answer);
+    let new = server.accept(Some(T)).expect("the app gets the publisher");
+    assert_eq!(new.protocol, Protocol::Whip);
+    new.peer.connect().unwrap();
+    publisher.wait_connection_state("connected", T);
+    let frame = new
+        .peer
+        .read_video(VideoSource::Camera, Some(T))
+        .expect("the published camera reaches the app");
+    assert_eq!((frame.width, frame.height), (640, 480));
+    delete_and_see_close(addr, &location, &new);
+    publisher.close();
+
+    // A WHEP viewer that wants only video.
+    let mut viewer = AiortcPeer::spawn();
+    let offer = viewer.offer(json!({"direction": "recvonly", "datachannel": false,
+                                    "audio_line": false}));
+    assert!(!offer.contains("m=audio"), "{offer}");
+    let (answer, location) = post_offer(addr, "/whep", &offer);
+    viewer.answer(&answer);
+    let new = server.accept(Some(T)).expect("the app gets the viewer");
+    assert_eq!(new.protocol, Protocol::Whep);
+    new.peer.connect().unwrap();
+    wait_connected(&new.peer, T);
+    // Audio has nowhere to go: writing it fails at once with a clear error, or is dropped.
+    let started = Instant::now();
+    let wrote = new.peer.write_audio(&tone(660.0, 0, 960, 48_000), T);
+    eprintln!(
+        "write_audio on a video-only viewer: {wrote:?} after {:?}",
+        started.elapsed()
+    );
+    let rgb = vec![90u8; 320 * 240 * 3];
+    let end = Instant::now() + T;
+    let video = loop {
+        let _ = new.peer.write_video(&rgb, 320, 240, 0);
+        let v = viewer.video_stats();
+        if v["frames"].as_u64().unwrap_or(0) >= 5 || Instant::now() > end {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    };
+    assert!(
+        video["frames"].as_u64().unwrap_or(0) >= 5,
+        "viewer video: {video}"
+    );
+    delete_and_see_close(addr, &location, &new);
+    viewer.close();
 }

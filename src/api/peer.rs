@@ -47,6 +47,27 @@ impl Peer {
         cfg: PeerConfig,
         handler: Option<Arc<dyn PeerHandler>>,
     ) -> Result<Peer> {
+        // A Pipecat client always offers audio: an offer without it is a broken client.
+        let require_audio = cfg.audio_in_enabled || cfg.audio_out_enabled;
+        Self::build(runtime, cfg, handler, require_audio)
+    }
+
+    /// [`Peer::with_runtime`] that takes offers without an audio m-line whatever `cfg`
+    /// enables: a WHIP publisher or WHEP viewer may well be video only.
+    pub(crate) fn with_runtime_any_media(
+        runtime: &Runtime,
+        cfg: PeerConfig,
+        handler: Option<Arc<dyn PeerHandler>>,
+    ) -> Result<Peer> {
+        Self::build(runtime, cfg, handler, false)
+    }
+
+    fn build(
+        runtime: &Runtime,
+        cfg: PeerConfig,
+        handler: Option<Arc<dyn PeerHandler>>,
+        require_audio: bool,
+    ) -> Result<Peer> {
         validate(&cfg)?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -90,7 +111,7 @@ impl Peer {
             SessionConfig {
                 connection_timeout: cfg.connection_timeout,
                 deliver_before_connect: cfg.deliver_before_connect,
-                require_audio: cfg.audio_in_enabled || cfg.audio_out_enabled,
+                require_audio,
                 renegotiate_for_video: cfg.video_in_enabled,
                 audio_out_red: cfg.audio_out_red,
             },

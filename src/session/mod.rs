@@ -231,14 +231,13 @@ impl Session {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| Error::new(ErrorKind::InvalidSdp, format!("offer rejected: {e}")))?;
-        // Receiver indexes follow m-line positions, data channel lines excluded.
-        let media: Vec<_> = lines
-            .iter()
-            .filter(|l| matches!(l.kind, sdp::LineKind::Audio | sdp::LineKind::Video))
-            .collect();
-        for (i, slot) in self.receiver_mids.iter_mut().enumerate() {
-            *slot = media.get(i).map(|l| Mid::from(l.mid.as_str()));
-        }
+        // Receiver 0 is the first audio m-line, 1 and 2 the first two video ones (camera,
+        // screen). For Pipecat's clients (audio first) that is their m-line positions,
+        // which their trackStatus indexes follow; a WHIP/WHEP offer may have no audio.
+        let mut video = lines.iter().filter(|l| l.kind == sdp::LineKind::Video);
+        let audio = lines.iter().find(|l| l.kind == sdp::LineKind::Audio);
+        self.receiver_mids =
+            [audio, video.next(), video.next()].map(|l| l.map(|l| Mid::from(l.mid.as_str())));
         if let Some(mid) = self.receiver_mids[0] {
             // str0m wraps every packet in RED once negotiated; ours only when asked to.
             self.rtc

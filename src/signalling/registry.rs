@@ -246,11 +246,12 @@ impl Registry {
             .peer_handler
             .as_ref()
             .and_then(|make| make(&pc_id, &req.request_data));
-        let peer = Arc::new(Peer::with_runtime(
-            &self.runtime,
-            self.cfg.peer.clone(),
-            handler,
-        )?);
+        let peer = Arc::new(match protocol {
+            Protocol::Whip | Protocol::Whep => {
+                Peer::with_runtime_any_media(&self.runtime, self.cfg.peer.clone(), handler)?
+            }
+            Protocol::Pipecat => Peer::with_runtime(&self.runtime, self.cfg.peer.clone(), handler)?,
+        });
         // On failure the peer is dropped here, which closes it.
         let answer = self.finish(peer.handle_offer(&req.sdp)?, &req.sdp, compact)?;
         let etag = format!("\"{}\"", hex(&random_bytes::<8>()?));

@@ -10,7 +10,9 @@
 //! JSON result on a line starting with `SWRTC_BROWSER_RESULT `; the outer run
 //! parses it and asserts. A machine without `unshare` (util-linux) or the right
 //! to create a network namespace fails the test with a message; it never
-//! passes silently.
+//! passes silently. With [`run_with_app`], the inner run serves with a server
+//! of the test's own (in its process, to check what the app receives) instead
+//! of the echo example, and adds what the app saw to the result as `"app"`.
 //!
 //! Prerequisites: `.ci/setup-browser.sh` (chromium from apt, `npm ci` in
 //! tests/browser). The bundle of the official client (`tests/browser/dist/`)
@@ -71,16 +73,43 @@ pub fn run(t: &BrowserTest) -> Option<Value> {
         inner(t);
         None
     } else {
-        Some(outer(t))
+        Some(outer(t, true))
+    }
+}
+
+/// A server the test runs in its own process instead of the echo example, so
+/// that it can check what the app receives. Started in the inner run (inside
+/// the namespace).
+pub struct App {
+    /// The server's base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// Called once the driver has ended: stops the app and returns what it
+    /// saw, which becomes the result's `"app"` field.
+    pub finish: Box<dyn FnOnce() -> Value>,
+}
+
+/// Like [`run`], with the app `start` returns serving the driver instead of
+/// the echo example.
+pub fn run_with_app(t: &BrowserTest, start: impl FnOnce() -> App) -> Option<Value> {
+    if std::env::var_os(INNER_ENV).is_some() {
+        assert_loopback_only();
+        let app = start();
+        eprintln!("browser test: app at {}", app.url);
+        let mut v = run_driver(t, &app.url);
+        v["app"] = (app.finish)();
+        println!("\n{RESULT_PREFIX}{v}");
+        None
+    } else {
+        Some(outer(t, false))
     }
 }
 
 // ------------------------------------------------------------------ outer
 
-fn outer(t: &BrowserTest) -> Value {
+fn outer(t: &BrowserTest, echo: bool) -> Value {
     check_prerequisites();
     build_bundle();
-    if std::env::var_os("SWRTC_ECHO_CMD").is_none() {
+    if echo && std::env::var_os("SWRTC_ECHO_CMD").is_none() {
         build_echo_example();
     }
     let exe = std::env::current_exe().expect("current_exe");
@@ -222,9 +251,9 @@ fn echo_example_path() -> PathBuf {
 
 // ------------------------------------------------------------------ inner
 
-fn inner(t: &BrowserTest) {
-    // Only lo may exist here, else Chromium's checks could leave loopback.
-    // (/proc/self/net follows the process's namespace; /sys/class/net does not.)
+/// Only lo may exist here, else Chromium's checks could leave loopback.
+/// (/proc/self/net follows the process's namespace; /sys/class/net does not.)
+fn assert_loopback_only() {
     let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
     let ifaces: Vec<String> = dev
         .lines()
@@ -236,6 +265,10 @@ fn inner(t: &BrowserTest) {
         ifaces == ["lo"],
         "the inner browser test run is not in a loopback-only network namespace (interfaces: {ifaces:?})"
     );
+}
+
+fn inner(t: &BrowserTest) {
+    assert_loopback_only();
     let started = Instant::now();
 
     let mut server = EchoServer::start();
@@ -245,10 +278,23 @@ fn inner(t: &BrowserTest) {
         started.elapsed().as_millis()
     );
 
+    let out = run_driver_raw(t, &url);
+    server.stop();
+    eprintln!("--- server output ---\n{}", tail(&server.output(), 200));
+    println!("\n{RESULT_PREFIX}{}", parse_driver_result(t, &out));
+}
+
+/// Runs the driver of `t` against `url` and returns its JSON result.
+fn run_driver(t: &BrowserTest, url: &str) -> Value {
+    let out = run_driver_raw(t, url);
+    parse_driver_result(t, &out)
+}
+
+fn run_driver_raw(t: &BrowserTest, url: &str) -> Output {
     let driver = browser_dir().join(t.driver);
     let mut cmd = Command::new("node");
     cmd.arg(&driver)
-        .arg(&url)
+        .arg(url)
         .args(["--timeout", &DRIVER_TIMEOUT_S.to_string()])
         .args(t.driver_args)
         .current_dir(browser_dir());
@@ -257,16 +303,17 @@ fn inner(t: &BrowserTest) {
     cmd.env("SWRTC_DRIVER_WATCH_STDIN", "1");
     let out = run_with_deadline(cmd, DRIVER_DEADLINE, t.driver, true).expect("node runs");
     eprintln!("--- {} stderr ---\n{}", t.driver, tail(&out.stderr, 200));
-    server.stop();
-    eprintln!("--- server output ---\n{}", tail(&server.output(), 200));
+    out
+}
+
+fn parse_driver_result(t: &BrowserTest, out: &Output) -> Value {
     let line = out
         .stdout
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'));
-    match line {
-        Some(l) => println!("\n{RESULT_PREFIX}{l}"),
-        None => panic!(
+    let Some(line) = line else {
+        panic!(
             "{} printed no JSON result (exit {:?}{})\n--- stdout ---\n{}",
             t.driver,
             out.status,
@@ -276,8 +323,9 @@ fn inner(t: &BrowserTest) {
                 ""
             },
             tail(&out.stdout, 50)
-        ),
-    }
+        )
+    };
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad result JSON ({e}): {line}"))
 }
 
 /// The echo example (or `SWRTC_ECHO_CMD`), its output collected by threads.

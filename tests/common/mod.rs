@@ -6,3 +6,4 @@ pub mod impair;
 pub mod offer;
 pub mod peers;
 pub mod str0m_client;
+pub mod tone;

@@ -19,7 +19,8 @@ Commands (unknown fields are ignored):
       client with mic/camera off). track_status: true sends the default
       trackStatus message after the channel opens, false sends nothing, an
       object is sent as the "message" of a signalling envelope.
-      tone_hz 0 sends digital silence. video_line false leaves out the video
+      tone_hz 0 sends digital silence. audio_line false leaves out the audio
+      transceiver (a video-only WHIP/WHEP offer). video_line false leaves out the video
       transceiver (an audio-only offer, like an ESP32's); direction "sendonly"
       (a WHIP publisher) or "recvonly" (a WHEP viewer: no tracks attached) sets
       the audio and camera transceivers' direction (default "sendrecv");
@@ -573,7 +574,8 @@ class Peer:
         direction = cmd.get("direction", "sendrecv")
         if direction == "recvonly":
             audio_track = None
-        pc.addTransceiver(audio_track or "audio", direction=direction)
+        if cmd.get("audio_line", True):
+            pc.addTransceiver(audio_track or "audio", direction=direction)
         self.camera_track = self.screen_track = None
         video_transceivers = []
         if cmd.get("video_line", True):
