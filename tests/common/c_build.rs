@@ -9,21 +9,25 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory holding the cdylib of this build profile.
+/// The directory holding the cdylib of this build profile: `cargo test` builds the library
+/// target with all its crate types (rlib, cdylib, staticlib) into `target/<profile>/deps`
+/// before it runs a test binary, with the same features as the tests.
 fn lib_dir() -> PathBuf {
-    // target/<profile>/deps/<test binary> → target/<profile>
+    // target/<profile>/deps/<test binary> → target/<profile>/deps
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    exe.parent().unwrap().to_path_buf()
 }
 
-/// Builds the shared library of this profile (`cargo build --lib`).
+/// Checks that the shared library of this test build is there. (Not `cargo build --lib`:
+/// without the dev-dependencies' features that rebuilds every dependency, and it writes
+/// the same `deps/libsmallwebrtc.so` the test build does.)
 pub fn build_lib() {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--lib", "--quiet"])
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build --lib failed");
+    let so = lib_dir().join("libsmallwebrtc.so");
+    assert!(
+        so.exists(),
+        "{} is missing: run the tests with cargo test",
+        so.display()
+    );
 }
 
 /// The flags of a sanitized build (compile and link): ASan and UBSan, every UB report
@@ -82,8 +86,8 @@ pub fn local_flags() -> Vec<String> {
     ]
 }
 
-/// Compiles `examples/c/<name>.c` into `out_dir/<name>`, after building the shared library
-/// (`cargo build --lib`), and returns the executable's path. `libs` are extra `-l` flags.
+/// Compiles `examples/c/<name>.c` into `out_dir/<name>` against the shared library of this
+/// test build, and returns the executable's path. `libs` are extra `-l` flags.
 pub fn compile_c_example(name: &str, out_dir: &Path, libs: &[&str]) -> PathBuf {
     build_lib();
     let exe = out_dir.join(name);
