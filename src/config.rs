@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::error::{Error, Result};
 use crate::limits;
 
 /// Settings of one peer. Start from [`PeerConfig::default`] and change what you need.
@@ -115,5 +116,61 @@ impl Default for RuntimeConfig {
             io_threads: 1,
             worker_threads: 0,
         }
+    }
+}
+
+impl PeerConfig {
+    /// Checks every field; the same check for Rust and C callers (the C config is
+    /// converted, then checked here). Errors: `InvalidArgument` naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if !(8000..=48000).contains(&self.audio_in_sample_rate) {
+            return Err(Error::invalid(format!(
+                "audio_in_sample_rate {} is outside 8000..=48000",
+                self.audio_in_sample_rate
+            )));
+        }
+        if !self.audio_in_sample_rate.is_multiple_of(50) {
+            return Err(Error::invalid(format!(
+                "audio_in_sample_rate {} is not a multiple of 50 Hz (20 ms frames)",
+                self.audio_in_sample_rate
+            )));
+        }
+        if !self.audio_out_sample_rate.is_multiple_of(100) {
+            return Err(Error::invalid(format!(
+                "audio_out_sample_rate {} is not a multiple of 100 Hz (10 ms chunks)",
+                self.audio_out_sample_rate
+            )));
+        }
+        if !(8000..=48000).contains(&self.audio_out_sample_rate) {
+            return Err(Error::invalid(format!(
+                "audio_out_sample_rate {} is outside 8000..=48000",
+                self.audio_out_sample_rate
+            )));
+        }
+        if !(1..=2).contains(&self.audio_in_channels) || !(1..=2).contains(&self.audio_out_channels)
+        {
+            return Err(Error::invalid("audio channels must be 1 or 2"));
+        }
+        if ![1, 2, 4, 6].contains(&self.audio_out_10ms_chunks) {
+            return Err(Error::invalid(
+                "audio_out_10ms_chunks must be 1, 2, 4 or 6 (Opus packets of 10, 20, 40, 60 ms)",
+            ));
+        }
+        if self.opus_complexity > 10 {
+            return Err(Error::invalid("opus_complexity must be 0..=10"));
+        }
+        if !(6_000..=510_000).contains(&self.opus_bitrate) {
+            return Err(Error::invalid("opus_bitrate must be 6000..=510000"));
+        }
+        if self.port_min > self.port_max {
+            return Err(Error::invalid(format!(
+                "port_min {} is above port_max {}",
+                self.port_min, self.port_max
+            )));
+        }
+        if self.connection_timeout.is_zero() {
+            return Err(Error::invalid("connection_timeout must be above zero"));
+        }
+        Ok(())
     }
 }

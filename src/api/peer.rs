@@ -68,7 +68,7 @@ impl Peer {
         handler: Option<Arc<dyn PeerHandler>>,
         require_audio: bool,
     ) -> Result<Peer> {
-        validate(&cfg)?;
+        cfg.validate()?;
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
@@ -602,55 +602,4 @@ fn take_error(e: TakeError) -> Error {
         TakeError::WouldBlock => Error::new(ErrorKind::WouldBlock, "no new video frame"),
         TakeError::Closed => Error::closed(),
     }
-}
-
-fn validate(cfg: &PeerConfig) -> Result<()> {
-    if !(8000..=48000).contains(&cfg.audio_in_sample_rate) {
-        return Err(Error::invalid(format!(
-            "audio_in_sample_rate {} is outside 8000..=48000",
-            cfg.audio_in_sample_rate
-        )));
-    }
-    if !cfg.audio_in_sample_rate.is_multiple_of(50) {
-        return Err(Error::invalid(format!(
-            "audio_in_sample_rate {} is not a multiple of 50 Hz (20 ms frames)",
-            cfg.audio_in_sample_rate
-        )));
-    }
-    if !cfg.audio_out_sample_rate.is_multiple_of(100) {
-        return Err(Error::invalid(format!(
-            "audio_out_sample_rate {} is not a multiple of 100 Hz (10 ms chunks)",
-            cfg.audio_out_sample_rate
-        )));
-    }
-    if !(8000..=48000).contains(&cfg.audio_out_sample_rate) {
-        return Err(Error::invalid(format!(
-            "audio_out_sample_rate {} is outside 8000..=48000",
-            cfg.audio_out_sample_rate
-        )));
-    }
-    if !(1..=2).contains(&cfg.audio_in_channels) || !(1..=2).contains(&cfg.audio_out_channels) {
-        return Err(Error::invalid("audio channels must be 1 or 2"));
-    }
-    if ![1, 2, 4, 6].contains(&cfg.audio_out_10ms_chunks) {
-        return Err(Error::invalid(
-            "audio_out_10ms_chunks must be 1, 2, 4 or 6 (Opus packets of 10, 20, 40, 60 ms)",
-        ));
-    }
-    if cfg.opus_complexity > 10 {
-        return Err(Error::invalid("opus_complexity must be 0..=10"));
-    }
-    if !(6_000..=510_000).contains(&cfg.opus_bitrate) {
-        return Err(Error::invalid("opus_bitrate must be 6000..=510000"));
-    }
-    if cfg.port_min > cfg.port_max {
-        return Err(Error::invalid(format!(
-            "port_min {} is above port_max {}",
-            cfg.port_min, cfg.port_max
-        )));
-    }
-    if cfg.connection_timeout.is_zero() {
-        return Err(Error::invalid("connection_timeout must be above zero"));
-    }
-    Ok(())
 }

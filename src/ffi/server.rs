@@ -307,9 +307,6 @@ unsafe fn from_c_server_config(c: &SwrtcServerConfig) -> Result<ServerConfig, Er
     if let Some(j) = unsafe { cstr_opt(c.ice_servers_json, "ice_servers_json") }? {
         cfg.ice_servers = parse_ice_servers(j)?;
     }
-    if c.max_body == 0 {
-        return Err(Error::invalid("max_body must be above zero"));
-    }
     cfg.max_body = c.max_body;
     cfg.http_threads = c.http_threads as usize;
     // SAFETY: as above.

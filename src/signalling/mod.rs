@@ -223,6 +223,25 @@ pub struct ServerConfig {
     pub access: Option<AccessHook>,
 }
 
+impl ServerConfig {
+    /// Checks every field, the peers' settings included (a bad peer setting fails at start,
+    /// not at each offer); the same check for Rust and C callers. Errors:
+    /// `InvalidArgument` naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.http_threads == 0 || self.http_threads > 256 {
+            return Err(crate::Error::invalid("http_threads must be 1..=256"));
+        }
+        if self.pc_id_name.is_empty() || !self.pc_id_name.is_ascii() {
+            return Err(crate::Error::invalid("pc_id_name must be non-empty ASCII"));
+        }
+        if self.max_body == 0 {
+            return Err(crate::Error::invalid("max_body must be above zero"));
+        }
+        self.limits.validate()?;
+        self.peer.validate()
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -275,16 +294,7 @@ impl Server {
     /// Starts listening on `cfg.addr` (port 0: any). New peers go to `on_peer`, or without
     /// it wait for [`Server::accept`]. Errors: `Io` (address in use), `InvalidArgument`.
     pub fn start(cfg: ServerConfig, on_peer: Option<OnPeer>) -> Result<Server> {
-        if cfg.http_threads == 0 || cfg.http_threads > 256 {
-            return Err(crate::Error::invalid("http_threads must be 1..=256"));
-        }
-        if cfg.pc_id_name.is_empty() || !cfg.pc_id_name.is_ascii() {
-            return Err(crate::Error::invalid("pc_id_name must be non-empty ASCII"));
-        }
-        if cfg.max_body == 0 {
-            return Err(crate::Error::invalid("max_body must be above zero"));
-        }
-        cfg.limits.validate()?;
+        cfg.validate()?;
         let (addr, threads) = (cfg.addr, cfg.http_threads);
         let bounds = server::HttpBounds::new(&cfg.limits, cfg.max_body);
         let registry = Arc::new(Registry::new(cfg, on_peer)?);
