@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::RtcConfig;
 
 use crate::config::PeerConfig;
@@ -14,6 +15,7 @@ use crate::io;
 use crate::limits;
 use crate::media::audio::{AudioFrame, PopError};
 use crate::media::video::{TakeError, VideoFrame, VideoSource};
+use crate::runtime::bitrate::EstimateCell;
 use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
 use crate::runtime::{AudioIn, AudioOut, AudioStats, FrameCallback, PeerEvent, PeerHandler};
 use crate::runtime::{VideoIn, VideoOut, VideoPipes, VideoStats};
@@ -81,7 +83,18 @@ impl Peer {
             .enable_h264(true)
             .set_stats_interval(Some(Duration::from_secs(1)));
         crate::session::pace_consent_checks(&mut rtc_cfg);
+        // Video out follows the estimate toward the client (see `runtime::bitrate`); it
+        // starts at what the config asks for and str0m probes for no more than that.
+        let want_bps =
+            u64::from(cfg.video_out_bitrate) + crate::runtime::bitrate::AUDIO_RESERVE_BPS;
+        if cfg.video_out_enabled {
+            rtc_cfg = rtc_cfg.enable_bwe(Some(Bitrate::bps(want_bps)));
+        }
         let mut rtc = rtc_cfg.build(now);
+        if cfg.video_out_enabled {
+            rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(want_bps));
+        }
+        let estimate = Arc::new(EstimateCell::default());
         for c in candidates {
             rtc.add_local_candidate(c);
         }
@@ -93,6 +106,7 @@ impl Peer {
                 require_audio: cfg.audio_in_enabled || cfg.audio_out_enabled,
                 renegotiate_for_video: cfg.video_in_enabled,
                 audio_out_red: cfg.audio_out_red,
+                bandwidth_estimate: estimate.estimate_handle(),
             },
             now,
         );
@@ -114,7 +128,12 @@ impl Peer {
             }
         }
         if cfg.video_out_enabled {
-            video.output = Some(VideoOut::new(&cfg, id, inner.io[io_index].clone())?);
+            video.output = Some(VideoOut::new(
+                &cfg,
+                id,
+                inner.io[io_index].clone(),
+                estimate,
+            )?);
         }
         let mut sinks = crate::runtime::MediaSinks::default();
         if video.input.iter().any(Option::is_some) {
@@ -285,13 +304,26 @@ impl Peer {
     /// candidate pair. Measured once per second while connected. Errors: `Closed`.
     pub fn network_stats(&self) -> Result<NetworkStats> {
         let id = self.shared.id;
-        Ok(self.call(|reply| Command::NetworkStats { id, reply })?.1)
+        let mut n = self.call(|reply| Command::NetworkStats { id, reply })?.1;
+        self.add_video_target(&mut n);
+        Ok(n)
+    }
+
+    fn add_video_target(&self, n: &mut NetworkStats) {
+        n.video_target_bps = self
+            .shared
+            .video
+            .output
+            .as_ref()
+            .map(|v| v.target_bps())
+            .filter(|b| *b > 0);
     }
 
     /// Everything the peer counts and measures, in one struct. Errors: `Closed`.
     pub fn report(&self) -> Result<PeerReport> {
         let id = self.shared.id;
-        let (session, network) = self.call(|reply| Command::NetworkStats { id, reply })?;
+        let (session, mut network) = self.call(|reply| Command::NetworkStats { id, reply })?;
+        self.add_video_target(&mut network);
         Ok(PeerReport {
             state: state_name(self.state()),
             network,

@@ -212,8 +212,10 @@ impl Vp8Encoder {
         cfg.g_pass = vpx::vpx_enc_pass::VPX_RC_ONE_PASS;
         cfg.rc_end_usage = vpx::vpx_rc_mode::VPX_CBR;
         cfg.rc_target_bitrate = kbps(config.bitrate);
-        // Never drop frames: every input frame yields an output frame.
-        cfg.rc_dropframe_thresh = 0;
+        // Under a bitrate the link cannot carry, skip frames (the buffer below 30 % full)
+        // rather than send ever larger ones late: video degrades to fewer frames, audio
+        // keeps its share of the link. WebRTC's setting.
+        cfg.rc_dropframe_thresh = 30;
         cfg.rc_resize_allowed = 0;
         cfg.rc_min_quantizer = 2;
         cfg.rc_max_quantizer = 56;
