@@ -24,6 +24,15 @@ const RAISE_AFTER: Duration = Duration::from_secs(1);
 /// lost keyframe packet brings another PLI, and answering each one floods the link.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(600);
 
+/// Video starts at no more than this (WebRTC's start rate), until an estimate says more
+/// fits: the first keyframes at the configured rate can overflow a slow link's queue
+/// before any feedback arrives, and a client that loses them may stall until its own
+/// timeout asks for a new keyframe.
+pub const START_VIDEO_BPS: u32 = 300_000;
+/// A client that sends no feedback (neither transport-cc nor REMB) gets the configured
+/// rate this long after the first frame.
+const NO_FEEDBACK_AFTER: Duration = Duration::from_secs(3);
+
 /// The latest bandwidth estimate of one peer, written by its I/O thread (the session holds
 /// a clone of `bps`) and read by the encode worker, and the target the worker chose.
 /// 0 means none yet. Atomics: neither side ever waits for the other.
@@ -58,17 +67,21 @@ impl EstimateCell {
 #[derive(Debug)]
 pub struct BitrateController {
     configured: u32,
+    /// The first update (the first frame encoded).
+    started: Option<Instant>,
     target: u32,
     last_change: Option<Instant>,
     last_keyframe: Option<Instant>,
 }
 
 impl BitrateController {
-    /// Starts at the configured bitrate, which is also the ceiling.
+    /// Starts at the configured bitrate or [`START_VIDEO_BPS`], the lower; the configured
+    /// one is the ceiling.
     pub fn new(configured: u32) -> Self {
         BitrateController {
             configured,
-            target: configured,
+            started: None,
+            target: configured.min(START_VIDEO_BPS),
             last_change: None,
             last_keyframe: None,
         }
@@ -93,6 +106,10 @@ impl BitrateController {
     /// Feeds the latest estimate (0: none). Returns the new target when the encoder should
     /// change, `None` to leave it.
     pub fn update(&mut self, estimate_bps: u64, now: Instant) -> Option<u32> {
+        let started = *self.started.get_or_insert(now);
+        if estimate_bps == 0 && now.saturating_duration_since(started) < NO_FEEDBACK_AFTER {
+            return None;
+        }
         let wanted = self.wanted(estimate_bps);
         let current = u64::from(self.target);
         let diff = u64::from(wanted.abs_diff(self.target));
@@ -142,10 +159,24 @@ mod tests {
     }
 
     #[test]
-    fn no_estimate_keeps_the_configured_bitrate() {
+    fn starts_low_and_without_feedback_goes_to_the_configured_rate() {
+        let t0 = Instant::now();
         let mut c = BitrateController::new(1_000_000);
-        assert_eq!(c.update(0, Instant::now()), None);
-        assert_eq!(c.target(), 1_000_000);
+        assert_eq!(c.target(), START_VIDEO_BPS);
+        // The clock starts with the first frame, not at creation.
+        assert_eq!(c.update(0, t0), None);
+        assert_eq!(c.update(0, ms(t0, 2999)), None);
+        assert_eq!(c.update(0, ms(t0, 3000)), Some(1_000_000));
+        assert_eq!(c.update(0, ms(t0, 9000)), None);
+        // A configured rate under the start rate is used from the start.
+        assert_eq!(BitrateController::new(200_000).target(), 200_000);
+    }
+
+    #[test]
+    fn an_early_estimate_raises_at_once() {
+        let t0 = Instant::now();
+        let mut c = BitrateController::new(1_000_000);
+        assert_eq!(c.update(700_000, ms(t0, 100)), Some(527_000));
     }
 
     #[test]
@@ -193,10 +224,11 @@ mod tests {
     fn the_last_steps_to_the_ceiling_are_taken() {
         let t0 = Instant::now();
         let mut c = BitrateController::new(1_000_000);
-        // 1.2M estimate leaves 952k: 4.8 % under the ceiling, still a change.
-        assert_eq!(c.update(1_200_000, t0), None);
         assert_eq!(c.update(1_000_000, t0), Some(782_000));
+        assert_eq!(c.update(1_200_000, ms(t0, 10)), None);
         assert_eq!(c.update(1_200_000, ms(t0, 1000)), Some(952_000));
+        // 4.8 % under the ceiling: still taken, once a second has passed.
+        assert_eq!(c.update(2_000_000, ms(t0, 1500)), None);
         assert_eq!(c.update(2_000_000, ms(t0, 2000)), Some(1_000_000));
     }
 
@@ -218,10 +250,10 @@ mod tests {
     fn the_cell_carries_estimate_and_target() {
         let cell = EstimateCell::default();
         assert_eq!((cell.get(), cell.target()), (0, 0));
-        cell.estimate_handle().store(420_000, Ordering::Relaxed);
+        cell.estimate_handle().store(200_000, Ordering::Relaxed);
         let mut c = BitrateController::new(1_000_000);
         c.update(cell.get(), Instant::now());
         c.publish(&cell);
-        assert_eq!((cell.get(), cell.target()), (420_000, 289_000));
+        assert_eq!((cell.get(), cell.target()), (200_000, 102_000));
     }
 }
