@@ -31,7 +31,7 @@ pub const KEYFRAME_INTERVAL: Duration = Duration::from_millis(600);
 pub const START_VIDEO_BPS: u32 = 300_000;
 /// A client that sends no feedback (neither transport-cc nor REMB) gets the configured
 /// rate this long after the first frame.
-const NO_FEEDBACK_AFTER: Duration = Duration::from_secs(3);
+const NO_FEEDBACK_AFTER: Duration = Duration::from_secs(10);
 
 /// The latest bandwidth estimate of one peer, written by its I/O thread (the session holds
 /// a clone of `bps`) and read by the encode worker, and the target the worker chose.
@@ -165,9 +165,9 @@ mod tests {
         assert_eq!(c.target(), START_VIDEO_BPS);
         // The clock starts with the first frame, not at creation.
         assert_eq!(c.update(0, t0), None);
-        assert_eq!(c.update(0, ms(t0, 2999)), None);
-        assert_eq!(c.update(0, ms(t0, 3000)), Some(1_000_000));
-        assert_eq!(c.update(0, ms(t0, 9000)), None);
+        assert_eq!(c.update(0, ms(t0, 9999)), None);
+        assert_eq!(c.update(0, ms(t0, 10_000)), Some(1_000_000));
+        assert_eq!(c.update(0, ms(t0, 20_000)), None);
         // A configured rate under the start rate is used from the start.
         assert_eq!(BitrateController::new(200_000).target(), 200_000);
     }

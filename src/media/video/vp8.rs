@@ -256,8 +256,16 @@ impl Vp8Encoder {
             inner,
         };
         // Speed 6 (fixed, not adaptive) is WebRTC's desktop choice; static threshold skips
-        // unchanged blocks; noise reduction off.
+        // unchanged blocks; noise reduction off. Keyframes are held to a multiple of the
+        // average frame (WebRTC's rule: half the optimal buffer, 9x at 30 fps), so the one
+        // a PLI asks for does not overflow a slow link's queue and get lost in turn.
+        let max_intra_pct =
+            (encoder.inner.cfg.rc_buf_optimal_sz / 2 * config.framerate.max(1) / 10).max(300);
         let controls = [
+            (
+                vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT,
+                max_intra_pct as i32,
+            ),
             (vpx::vp8e_enc_control_id::VP8E_SET_CPUUSED, -6),
             (vpx::vp8e_enc_control_id::VP8E_SET_STATIC_THRESHOLD, 1),
             (vpx::vp8e_enc_control_id::VP8E_SET_NOISE_SENSITIVITY, 0),
