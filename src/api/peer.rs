@@ -83,12 +83,16 @@ impl Peer {
             .enable_h264(true)
             .set_stats_interval(Some(Duration::from_secs(1)));
         crate::session::pace_consent_checks(&mut rtc_cfg);
-        // Video out follows the estimate toward the client (see `runtime::bitrate`); it
-        // starts at what the config asks for and str0m probes for no more than that.
-        let want_bps =
-            u64::from(cfg.video_out_bitrate) + crate::runtime::bitrate::AUDIO_RESERVE_BPS;
+        // Video out follows the estimate toward the client (see `runtime::bitrate`): the
+        // estimator starts where the encoder does and probes up to what the config asks for.
+        let reserve = crate::runtime::bitrate::AUDIO_RESERVE_BPS;
+        let want_bps = u64::from(cfg.video_out_bitrate) + reserve;
+        let start_bps = u64::from(
+            cfg.video_out_bitrate
+                .min(crate::runtime::bitrate::START_VIDEO_BPS),
+        ) + reserve;
         if cfg.video_out_enabled {
-            rtc_cfg = rtc_cfg.enable_bwe(Some(Bitrate::bps(want_bps)));
+            rtc_cfg = rtc_cfg.enable_bwe(Some(Bitrate::bps(start_bps)));
         }
         let mut rtc = rtc_cfg.build(now);
         if cfg.video_out_enabled {
