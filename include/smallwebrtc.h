@@ -834,6 +834,17 @@ typedef struct SwrtcNetworkStats {
    * The client's address in the pair, NUL-terminated.
    */
   char remote_address[64];
+  /**
+   * The bandwidth estimate toward the client (bit/s, all media: our transport-cc
+   * estimate or the client's REMB, the lower), or 0 if none (no video out, or the
+   * client sends neither).
+   */
+  uint64_t bandwidth_estimate_bps;
+  /**
+   * The video encoder's target bitrate (bit/s): the configured one, lowered to what the
+   * estimate leaves for video; 0 before video is encoded.
+   */
+  uint64_t video_target_bps;
 } SwrtcNetworkStats;
 
 /**
@@ -906,6 +917,18 @@ typedef struct SwrtcVideoStats {
    * was negotiated.
    */
   uint64_t out_frames_dropped;
+  /**
+   * Frames the encoder skipped to hold its bitrate on a link too slow for it.
+   */
+  uint64_t out_frames_skipped;
+  /**
+   * Keyframe requests (PLI/FIR) from the client; answered at most one per 600 ms.
+   */
+  uint64_t out_keyframe_requests;
+  /**
+   * Keyframes sent.
+   */
+  uint64_t out_keyframes_sent;
 } SwrtcVideoStats;
 
 #ifdef __cplusplus

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::RtcConfig;
 
 use crate::config::PeerConfig;
@@ -14,6 +15,7 @@ use crate::io;
 use crate::limits;
 use crate::media::audio::{AudioFrame, PopError};
 use crate::media::video::{TakeError, VideoFrame, VideoSource};
+use crate::runtime::bitrate::EstimateCell;
 use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
 use crate::runtime::{AudioIn, AudioOut, AudioStats, FrameCallback, PeerEvent, PeerHandler};
 use crate::runtime::{VideoIn, VideoOut, VideoPipes, VideoStats};
@@ -102,7 +104,22 @@ impl Peer {
             .enable_h264(true)
             .set_stats_interval(Some(Duration::from_secs(1)));
         crate::session::pace_consent_checks(&mut rtc_cfg);
+        // Video out follows the estimate toward the client (see `runtime::bitrate`): the
+        // estimator starts where the encoder does and probes up to what the config asks for.
+        let reserve = crate::runtime::bitrate::AUDIO_RESERVE_BPS;
+        let want_bps = u64::from(cfg.video_out_bitrate) + reserve;
+        let start_bps = u64::from(
+            cfg.video_out_bitrate
+                .min(crate::runtime::bitrate::START_VIDEO_BPS),
+        ) + reserve;
+        if cfg.video_out_enabled {
+            rtc_cfg = rtc_cfg.enable_bwe(Some(Bitrate::bps(start_bps)));
+        }
         let mut rtc = rtc_cfg.build(now);
+        if cfg.video_out_enabled {
+            rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(want_bps));
+        }
+        let estimate = Arc::new(EstimateCell::default());
         for c in candidates {
             rtc.add_local_candidate(c);
         }
@@ -114,6 +131,7 @@ impl Peer {
                 require_audio,
                 renegotiate_for_video: cfg.video_in_enabled,
                 audio_out_red: cfg.audio_out_red,
+                bandwidth_estimate: estimate.estimate_handle(),
             },
             now,
         );
@@ -135,7 +153,12 @@ impl Peer {
             }
         }
         if cfg.video_out_enabled {
-            video.output = Some(VideoOut::new(&cfg, id, inner.io[io_index].clone())?);
+            video.output = Some(VideoOut::new(
+                &cfg,
+                id,
+                inner.io[io_index].clone(),
+                estimate,
+            )?);
         }
         let mut sinks = crate::runtime::MediaSinks::default();
         if video.input.iter().any(Option::is_some) {
@@ -306,13 +329,26 @@ impl Peer {
     /// candidate pair. Measured once per second while connected. Errors: `Closed`.
     pub fn network_stats(&self) -> Result<NetworkStats> {
         let id = self.shared.id;
-        Ok(self.call(|reply| Command::NetworkStats { id, reply })?.1)
+        let mut n = self.call(|reply| Command::NetworkStats { id, reply })?.1;
+        self.add_video_target(&mut n);
+        Ok(n)
+    }
+
+    fn add_video_target(&self, n: &mut NetworkStats) {
+        n.video_target_bps = self
+            .shared
+            .video
+            .output
+            .as_ref()
+            .map(|v| v.target_bps())
+            .filter(|b| *b > 0);
     }
 
     /// Everything the peer counts and measures, in one struct. Errors: `Closed`.
     pub fn report(&self) -> Result<PeerReport> {
         let id = self.shared.id;
-        let (session, network) = self.call(|reply| Command::NetworkStats { id, reply })?;
+        let (session, mut network) = self.call(|reply| Command::NetworkStats { id, reply })?;
+        self.add_video_target(&mut network);
         Ok(PeerReport {
             state: state_name(self.state()),
             network,

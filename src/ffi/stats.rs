@@ -83,6 +83,13 @@ pub struct SwrtcNetworkStats {
     pub local_address: [c_char; 64],
     /// The client's address in the pair, NUL-terminated.
     pub remote_address: [c_char; 64],
+    /// The bandwidth estimate toward the client (bit/s, all media: our transport-cc
+    /// estimate or the client's REMB, the lower), or 0 if none (no video out, or the
+    /// client sends neither).
+    pub bandwidth_estimate_bps: u64,
+    /// The video encoder's target bitrate (bit/s): the configured one, lowered to what the
+    /// estimate leaves for video; 0 before video is encoded.
+    pub video_target_bps: u64,
 }
 
 fn candidate(t: CandidateType) -> SwrtcCandidateType {
@@ -133,6 +140,8 @@ fn to_c(n: &NetworkStats) -> SwrtcNetworkStats {
         },
         local_address: address(pair.map(|p| p.local_address)),
         remote_address: address(pair.map(|p| p.remote_address)),
+        bandwidth_estimate_bps: n.bandwidth_estimate_bps.unwrap_or(0),
+        video_target_bps: n.video_target_bps.unwrap_or(0),
     }
 }
 

@@ -71,6 +71,12 @@ pub struct SwrtcVideoStats {
     /// Written frames replaced by a newer one before encoding, or written before video
     /// was negotiated.
     pub out_frames_dropped: u64,
+    /// Frames the encoder skipped to hold its bitrate on a link too slow for it.
+    pub out_frames_skipped: u64,
+    /// Keyframe requests (PLI/FIR) from the client; answered at most one per 600 ms.
+    pub out_keyframe_requests: u64,
+    /// Keyframes sent.
+    pub out_keyframes_sent: u64,
 }
 
 /// Takes the buffer out of a C frame (empty if it has none).
@@ -239,6 +245,9 @@ pub unsafe extern "C" fn swrtc_peer_get_video_stats(
             in_decode_errors: s.in_decode_errors,
             out_frames_sent: s.out_frames_sent,
             out_frames_dropped: s.out_frames_dropped,
+            out_frames_skipped: s.out_frames_skipped,
+            out_keyframe_requests: s.out_keyframe_requests,
+            out_keyframes_sent: s.out_keyframes_sent,
         };
         // SAFETY: checked non-NULL.
         unsafe { out.write(c) };

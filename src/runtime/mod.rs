@@ -2,6 +2,7 @@
 //! worker pool, plus the process-wide default runtime created on first use.
 
 pub(crate) mod audio;
+pub(crate) mod bitrate;
 mod callback;
 mod dispatch;
 mod io_loop;

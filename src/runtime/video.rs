@@ -10,6 +10,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 use tracing::debug;
 
+use super::bitrate::{BitrateController, EstimateCell};
 use super::io_loop::{Command, IoHandle};
 use super::sink::Sink;
 use super::workers::{Lane, Work, Workers};
@@ -41,6 +42,12 @@ pub struct VideoStats {
     /// Frames the app wrote that were replaced by a newer one before encoding, or dropped
     /// before video was negotiated.
     pub out_frames_dropped: u64,
+    /// Frames the encoder skipped to hold its bitrate (libvpx frame dropping).
+    pub out_frames_skipped: u64,
+    /// Keyframe requests (PLI/FIR) from the client.
+    pub out_keyframe_requests: u64,
+    /// Keyframes sent.
+    pub out_keyframes_sent: u64,
 }
 
 struct InState {
@@ -181,6 +188,7 @@ struct OutState {
     encoded: EncodedFrame,
     /// The frame being encoded (swapped with `pending`).
     work: Vec<u8>,
+    rate: BitrateController,
 }
 
 #[derive(Default)]
@@ -198,7 +206,6 @@ pub(crate) struct VideoOut {
     /// The size the app pinned in its config; `None` follows the frames it writes.
     pinned: Option<(u32, u32)>,
     framerate: u32,
-    bitrate: u32,
     /// The newest frame the app wrote, not yet encoded (latest wins), and its size.
     pending: Mutex<Pending>,
     state: Mutex<OutState>,
@@ -208,10 +215,20 @@ pub(crate) struct VideoOut {
     start: Instant,
     sent: AtomicU64,
     dropped: AtomicU64,
+    skipped: AtomicU64,
+    keyframe_requests: AtomicU64,
+    keyframes: AtomicU64,
+    /// The bandwidth estimate (written by the I/O thread) and the target we chose.
+    estimate: Arc<EstimateCell>,
 }
 
 impl VideoOut {
-    pub fn new(cfg: &PeerConfig, peer_id: u64, io: IoHandle) -> Result<Arc<VideoOut>> {
+    pub fn new(
+        cfg: &PeerConfig,
+        peer_id: u64,
+        io: IoHandle,
+        estimate: Arc<EstimateCell>,
+    ) -> Result<Arc<VideoOut>> {
         let pinned = match (cfg.video_out_width, cfg.video_out_height) {
             (0, 0) => None,
             (w, h) => {
@@ -225,12 +242,12 @@ impl VideoOut {
             io,
             pinned,
             framerate: cfg.video_out_framerate.max(1),
-            bitrate: cfg.video_out_bitrate,
             pending: Mutex::new(Pending::default()),
             state: Mutex::new(OutState {
                 encoder: None,
                 encoded: EncodedFrame::default(),
                 work: Vec::new(),
+                rate: BitrateController::new(cfg.video_out_bitrate),
             }),
             scheduled: AtomicBool::new(false),
             codec: AtomicU8::new(CODEC_NONE),
@@ -238,6 +255,10 @@ impl VideoOut {
             start: Instant::now(),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            keyframe_requests: AtomicU64::new(0),
+            keyframes: AtomicU64::new(0),
+            estimate,
         }))
     }
 
@@ -255,6 +276,7 @@ impl VideoOut {
 
     /// The client asked for a keyframe (PLI/FIR).
     pub fn request_keyframe(&self) {
+        self.keyframe_requests.fetch_add(1, Ordering::Relaxed);
         self.force_keyframe.store(true, Ordering::Release);
     }
 
@@ -336,21 +358,23 @@ impl VideoOut {
             encoder,
             encoded,
             work,
+            rate,
         } = &mut *st;
+        let now = Instant::now();
         // A new codec or a new frame size: a new encoder, which starts with a keyframe.
         let want = (codec, width, height);
-        if encoder
+        let fresh = encoder
             .as_ref()
             .map(|e| (e.config().codec, e.config().width, e.config().height))
-            != Some(want)
-        {
+            != Some(want);
+        if fresh {
             if encoder.is_some() {
                 debug!("video out now {codec:?} {width}x{height}: new encoder");
             }
-            self.force_keyframe.store(true, Ordering::Release);
             let mut c = VideoEncoderConfig::new(codec, width, height);
             c.framerate = self.framerate;
-            c.bitrate = self.bitrate;
+            // The rate the link allows now, not the configured one.
+            c.bitrate = rate.target();
             match VideoEncoder::new(c) {
                 Ok(e) => *encoder = Some(e),
                 Err(e) => {
@@ -361,13 +385,29 @@ impl VideoOut {
             }
         }
         let Some(enc) = encoder.as_mut() else { return };
-        if self.force_keyframe.swap(false, Ordering::AcqRel) {
+        if let Some(bps) = rate.update(self.estimate.get(), now) {
+            debug!("video out bitrate now {bps} bit/s");
+            if let Err(e) = enc.set_bitrate(bps) {
+                debug!("video bitrate change failed: {e}");
+            }
+        }
+        rate.publish(&self.estimate);
+        // A new encoder's first frame is a keyframe anyway; requests from the client are
+        // paced (the request stays pending until allowed).
+        if fresh {
+            self.force_keyframe.store(false, Ordering::Release);
+            enc.force_keyframe();
+        } else if rate.keyframe_allowed(now) && self.force_keyframe.swap(false, Ordering::AcqRel) {
             enc.force_keyframe();
         }
         let pts = (self.start.elapsed().as_micros() as u64) * 9 / 100;
         let image = RgbImage::packed(work, width, height);
         match enc.encode(&image, pts, encoded) {
             Ok(true) => {
+                if encoded.keyframe {
+                    rate.keyframe_sent(now);
+                    self.keyframes.fetch_add(1, Ordering::Relaxed);
+                }
                 let data = std::mem::take(&mut encoded.data);
                 let ok = self.io.try_send(Command::VideoOut {
                     id: self.peer_id,
@@ -378,7 +418,10 @@ impl VideoOut {
                 let c = if ok { &self.sent } else { &self.dropped };
                 c.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(false) => {}
+            // The encoder dropped the frame to hold its rate.
+            Ok(false) => {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+            }
             Err(e) => {
                 debug!("video encode failed: {e}");
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -386,9 +429,17 @@ impl VideoOut {
         }
     }
 
+    /// The encoder's current target bitrate (bit/s), 0 before the first frame.
+    pub fn target_bps(&self) -> u64 {
+        self.estimate.target()
+    }
+
     fn fill_stats(&self, s: &mut VideoStats) {
         s.out_frames_sent = self.sent.load(Ordering::Relaxed);
         s.out_frames_dropped = self.dropped.load(Ordering::Relaxed);
+        s.out_frames_skipped = self.skipped.load(Ordering::Relaxed);
+        s.out_keyframe_requests = self.keyframe_requests.load(Ordering::Relaxed);
+        s.out_keyframes_sent = self.keyframes.load(Ordering::Relaxed);
     }
 }
 

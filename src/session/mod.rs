@@ -14,6 +14,7 @@ mod state;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,8 @@ pub struct SessionConfig {
     pub renegotiate_for_video: bool,
     /// Wrap our audio in RED when it was negotiated (received RED is always unwrapped).
     pub audio_out_red: bool,
+    /// Where the bandwidth estimate (bit/s) goes for the video encoder (0: none yet).
+    pub bandwidth_estimate: Arc<AtomicU64>,
 }
 
 impl Default for SessionConfig {
@@ -54,6 +57,7 @@ impl Default for SessionConfig {
             require_audio: true,
             renegotiate_for_video: false,
             audio_out_red: false,
+            bandwidth_estimate: Arc::default(),
         }
     }
 }
@@ -754,6 +758,12 @@ impl Session {
             Event::PeerStats(s) => self.net.on_peer(&s),
             Event::MediaIngressStats(s) => self.net.on_ingress(&s, self.receiver_mids[0]),
             Event::MediaEgressStats(s) => self.net.on_egress(&s, self.receiver_mids[0]),
+            // Our transport-cc estimate or the client's REMB: the encoder reads it on its
+            // next frame.
+            Event::EgressBitrateEstimate(k) => {
+                let bps = self.net.on_estimate(&k);
+                self.cfg.bandwidth_estimate.store(bps, Ordering::Relaxed);
+            }
             _ => {}
         }
     }

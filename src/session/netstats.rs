@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use str0m::bwe::BweKind;
 use str0m::media::Mid;
 use str0m::net::Protocol;
 use str0m::stats::{MediaEgressStats, MediaIngressStats, PeerStats};
@@ -103,6 +104,12 @@ pub struct NetworkStats {
     pub packets_out: u64,
     /// The candidate pair in use, once ICE selected one.
     pub selected_pair: Option<CandidatePair>,
+    /// The bandwidth estimate toward the client (bit/s, all media): the lower of our
+    /// transport-cc estimate and the client's REMB, whichever it sends. Only with video out.
+    pub bandwidth_estimate_bps: Option<u64>,
+    /// The video encoder's target bitrate (bit/s): the configured one, lowered to what
+    /// the estimate leaves for video. `None` before video is encoded.
+    pub video_target_bps: Option<u64>,
 }
 
 /// Folds str0m's stats events into [`NetworkStats`].
@@ -116,6 +123,9 @@ pub(super) struct NetStatsTracker {
     /// Cumulative (bytes, packets) per mid, each way.
     ingress: Vec<(Mid, u64)>,
     egress: Vec<(Mid, u64)>,
+    /// The latest transport-cc estimate and REMB (bit/s).
+    twcc_bps: Option<u64>,
+    remb_bps: Option<u64>,
 }
 
 impl NetStatsTracker {
@@ -146,6 +156,23 @@ impl NetStatsTracker {
         if list.len() < MAX_CANDIDATES && !list.iter().any(|k| k.addr() == c.addr()) {
             list.push(c);
         }
+    }
+
+    /// A bandwidth estimate event. Returns the estimate to use (the lower of ours and the
+    /// client's; 0 if neither is non-zero).
+    pub fn on_estimate(&mut self, k: &BweKind) -> u64 {
+        match k {
+            BweKind::Twcc { estimate, .. } => self.twcc_bps = Some(estimate.as_u64()),
+            BweKind::Remb { estimate, .. } => self.remb_bps = Some(estimate.as_u64()),
+            _ => {}
+        }
+        let bps = [self.twcc_bps, self.remb_bps]
+            .into_iter()
+            .flatten()
+            .filter(|b| *b > 0)
+            .min();
+        self.stats.bandwidth_estimate_bps = bps;
+        bps.unwrap_or(0)
     }
 
     pub fn on_peer(&mut self, s: &PeerStats) {

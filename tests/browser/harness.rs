@@ -51,7 +51,7 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn browser_dir() -> PathBuf {
+pub fn browser_dir() -> PathBuf {
     repo_root().join("tests").join("browser")
 }
 
@@ -166,7 +166,7 @@ fn outer(t: &BrowserTest, echo: bool) -> Value {
     v
 }
 
-fn check_prerequisites() {
+pub fn check_prerequisites() {
     let missing = |what: &str| -> ! {
         panic!("browser test prerequisite missing: {what}\nrun `.ci/setup-browser.sh` (as root) from the repository root first")
     };
@@ -214,7 +214,7 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn build_bundle() {
+pub fn build_bundle() {
     let out = Command::new("node")
         .arg("build.mjs")
         .current_dir(browser_dir())
@@ -434,11 +434,11 @@ fn find_url(text: &str) -> Option<String> {
 
 // ------------------------------------------------------------------ processes
 
-struct Output {
-    status: Option<std::process::ExitStatus>,
-    timed_out: bool,
-    stdout: String,
-    stderr: String,
+pub struct Output {
+    pub status: Option<std::process::ExitStatus>,
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 fn own_process_group(cmd: &mut Command) {
@@ -478,7 +478,7 @@ fn kill_group(child: &mut Child) {
 
 /// Runs `cmd` in its own process group with piped output; kills the group at
 /// the deadline.
-fn run_with_deadline(
+pub fn run_with_deadline(
     mut cmd: Command,
     deadline: Duration,
     what: &str,
@@ -536,7 +536,7 @@ fn run_with_deadline(
     })
 }
 
-fn tail(s: &str, lines: usize) -> String {
+pub fn tail(s: &str, lines: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     let from = v.len().saturating_sub(lines);
     v[from..].join("\n")

@@ -26,7 +26,9 @@ Commands (unknown fields are ignored):
       the audio and camera transceivers' direction (default "sendrecv");
       datachannel false leaves out the data channel (WHIP/WHEP offers have none); channel_id N opens the
       data channel on SCTP stream N (in-band, as libpeer opens stream 0).
-      Video options: video_pattern "bars" (default: static colour bars) or
+      Video options: video_pattern "bars" (default: static colour bars),
+      "noise" (grey with a centred block of seeded noise a quarter of each
+      side, new each frame: fills any bitrate) or
       "swrtc" (the library's test pattern, src/media/video/pattern.rs: colour
       bars with a marker that moves 8 px per frame; frame index = frames sent
       so far + video_frame_offset); screen_pattern the same for the screen
@@ -350,8 +352,9 @@ def swrtc_pattern_rgb(width: int, height: int, frame: int) -> np.ndarray:
 
 
 class PatternTrack(MediaStreamTrack):
-    """The library's test pattern (pattern "swrtc") or a solid colour ([r,g,b]),
-    paced at `fps`. Counts the frames handed to the sender (`sent`); frame i
+    """The library's test pattern (pattern "swrtc"), seeded random noise ("noise":
+    a new picture each frame, which no encoder compresses, so video takes all the
+    bitrate it is given) or a solid colour ([r,g,b]), paced at `fps`. Counts the frames handed to the sender (`sent`); frame i
     shows pattern frame `offset + i`. Can be paused (recv then waits)."""
 
     kind = "video"
@@ -364,7 +367,10 @@ class PatternTrack(MediaStreamTrack):
         self.offset = int(offset)
         self.sent = 0
         self._solid = None
-        if isinstance(pattern, (list, tuple)):
+        self._noise = None
+        if pattern == "noise":
+            self._noise = np.random.default_rng(0x5eed)
+        elif isinstance(pattern, (list, tuple)):
             rgb = np.empty((self.height, self.width, 3), dtype=np.uint8)
             rgb[:, :] = [int(c) for c in pattern[:3]]
             self._solid = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
@@ -402,6 +408,14 @@ class PatternTrack(MediaStreamTrack):
                 break
         if self._solid is not None:
             frame = av.VideoFrame.from_ndarray(self._solid, format="yuv420p")
+        elif self._noise is not None:
+            # Grey, with fresh noise in a centred block a quarter of each side.
+            planes = np.full((self.height * 3 // 2, self.width), 128, dtype=np.uint8)
+            bw, bh = self.width // 4 & ~1, self.height // 4 & ~1
+            x, y = (self.width - bw) // 2 & ~1, (self.height - bh) // 2 & ~1
+            planes[y:y + bh, x:x + bw] = self._noise.integers(0, 256, (bh, bw),
+                                                              dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
         else:
             rgb = swrtc_pattern_rgb(self.width, self.height, self.offset + self.sent)
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")

@@ -143,9 +143,10 @@ impl VideoEncoder {
         Ok(())
     }
 
-    /// Encodes `image` at `pts` (90 kHz) into `out`. Returns whether a frame was produced
-    /// (always, with the settings used here). A size other than the configured one, a short
-    /// buffer or a too-small stride is [`crate::ErrorKind::InvalidArgument`].
+    /// Encodes `image` at `pts` (90 kHz) into `out`. Returns whether a frame was produced:
+    /// VP8 skips frames when the bitrate is too low for the picture (never a keyframe).
+    /// A size other than the configured one, a short buffer or a too-small stride is
+    /// [`crate::ErrorKind::InvalidArgument`].
     pub fn encode(
         &mut self,
         image: &RgbImage<'_>,

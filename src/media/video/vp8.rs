@@ -212,8 +212,10 @@ impl Vp8Encoder {
         cfg.g_pass = vpx::vpx_enc_pass::VPX_RC_ONE_PASS;
         cfg.rc_end_usage = vpx::vpx_rc_mode::VPX_CBR;
         cfg.rc_target_bitrate = kbps(config.bitrate);
-        // Never drop frames: every input frame yields an output frame.
-        cfg.rc_dropframe_thresh = 0;
+        // Under a bitrate the link cannot carry, skip frames (the buffer below 30 % full)
+        // rather than send ever larger ones late: video degrades to fewer frames, audio
+        // keeps its share of the link. WebRTC's setting.
+        cfg.rc_dropframe_thresh = 30;
         cfg.rc_resize_allowed = 0;
         cfg.rc_min_quantizer = 2;
         cfg.rc_max_quantizer = 56;
@@ -254,8 +256,16 @@ impl Vp8Encoder {
             inner,
         };
         // Speed 6 (fixed, not adaptive) is WebRTC's desktop choice; static threshold skips
-        // unchanged blocks; noise reduction off.
+        // unchanged blocks; noise reduction off. Keyframes are held to a multiple of the
+        // average frame (WebRTC's rule: half the optimal buffer, 9x at 30 fps), so the one
+        // a PLI asks for does not overflow a slow link's queue and get lost in turn.
+        let max_intra_pct =
+            (encoder.inner.cfg.rc_buf_optimal_sz / 2 * config.framerate.max(1) / 10).max(300);
         let controls = [
+            (
+                vpx::vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT,
+                max_intra_pct as i32,
+            ),
             (vpx::vp8e_enc_control_id::VP8E_SET_CPUUSED, -6),
             (vpx::vp8e_enc_control_id::VP8E_SET_STATIC_THRESHOLD, 1),
             (vpx::vp8e_enc_control_id::VP8E_SET_NOISE_SENSITIVITY, 0),
