@@ -141,3 +141,18 @@ pub const EARLY_DATAGRAM_TTL: Duration = Duration::from_secs(2);
 /// Remote addresses remembered per peer as having sent an authenticated STUN check (their
 /// datagrams are accepted before the pair is); the oldest is forgotten past this.
 pub const MAX_CHECKED_SOURCES: usize = 8;
+
+/// Remote addresses bound to one peer on the shared UDP socket (a client's host and
+/// reflexive addresses, plus a NAT rebinding or two); past it the peer's least recently
+/// seen address is unbound.
+pub const MAX_BINDINGS_PER_PEER: usize = 4;
+
+/// Remote addresses bound on one shared UDP socket, all peers together. Only clients that
+/// passed an authenticated check get one, so this is about 4 per live peer at most; past
+/// it the least recently seen binding of all is unbound (its client rebinds with its next
+/// check).
+pub const MAX_BINDINGS: usize = 4096;
+
+/// A binding on the shared UDP socket that has carried nothing for this long is dropped
+/// (a live client sends media, pings or consent answers every second or so).
+pub const BINDING_IDLE: Duration = Duration::from_secs(30);
