@@ -156,3 +156,9 @@ pub const MAX_BINDINGS: usize = 4096;
 /// A binding on the shared UDP socket that has carried nothing for this long is dropped
 /// (a live client sends media, pings or consent answers every second or so).
 pub const BINDING_IDLE: Duration = Duration::from_secs(30);
+
+/// A client address on the shared UDP socket that has sent nothing this long, while a
+/// newer address of the same client has, counts as left behind by a NAT rebinding: what we
+/// send there goes to the newer one (media arrives every 20 ms, so 1 s of silence is not a
+/// live path).
+pub const BINDING_STALE: Duration = Duration::from_secs(1);

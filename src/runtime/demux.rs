@@ -162,6 +162,33 @@ impl Demux {
         self.publish_len();
     }
 
+    /// Where a datagram the peer in `slot` sends to `dest` should go: `dest`, unless `dest`
+    /// is one of the peer's addresses that has gone quiet (`limits::BINDING_STALE`) while
+    /// a newer one of the same peer is live; then that one. This is what keeps audio going
+    /// to a client whose NAT rebound: str0m keeps its selected pair (the old address)
+    /// until ICE gives that pair up, about 20 s later, though the client's checks from the
+    /// new address already passed. Every bound address passed an authenticated check of
+    /// this peer, so the redirect never leaves the peer's own client.
+    pub fn send_to(&self, slot: usize, dest: SocketAddr, now: Instant) -> SocketAddr {
+        let Some(b) = self.bound.get(&dest) else {
+            return dest;
+        };
+        if b.slot != slot || now.saturating_duration_since(b.last_seen) < limits::BINDING_STALE {
+            return dest;
+        }
+        let since = b.last_seen;
+        self.addrs_of
+            .get(&slot)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| self.bound.get(a).map(|x| (*a, x.last_seen)))
+            .filter(|(_, seen)| {
+                *seen > since && now.saturating_duration_since(*seen) < limits::BINDING_STALE
+            })
+            .max_by_key(|(_, seen)| *seen)
+            .map_or(dest, |(a, _)| a)
+    }
+
     /// Drops bindings idle for longer than `limits::BINDING_IDLE` (a live client sends
     /// media, pings or consent answers far more often).
     pub fn expire(&mut self, now: Instant) {

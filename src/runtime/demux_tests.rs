@@ -154,3 +154,30 @@ fn a_closed_peer_leaves_nothing_behind_and_its_slot_is_reusable() {
     d.remove_peer(2);
     assert_eq!(d.slot_of(addr(1000)), Some(7));
 }
+
+#[test]
+fn what_a_peer_sends_to_its_left_behind_address_goes_to_its_live_one() {
+    let (mut d, _) = demux();
+    let t0 = Instant::now();
+    d.set_ufrag(1, "u1");
+    d.set_ufrag(2, "u2");
+    d.bind(addr(1000), 1, t0);
+    d.bind(addr(3000), 2, t0);
+    // One address, live: untouched. Unknown destinations too.
+    assert_eq!(d.send_to(1, addr(1000), t0), addr(1000));
+    assert_eq!(d.send_to(1, addr(9), t0), addr(9));
+    // The NAT moves the client; the new address is bound and carries media.
+    let t1 = t0 + Duration::from_millis(300);
+    d.bind(addr(2000), 1, t1);
+    assert_eq!(d.send_to(1, addr(1000), t1), addr(1000), "not stale yet");
+    let t2 = t0 + limits::BINDING_STALE + Duration::from_millis(100);
+    assert_eq!(d.route(addr(2000), DTLS, t2), Route::Bound(1));
+    assert_eq!(d.send_to(1, addr(1000), t2), addr(2000));
+    // Never to another peer's address, and not when the newer one is quiet too.
+    assert_eq!(d.send_to(1, addr(3000), t2), addr(3000));
+    let t3 = t2 + limits::BINDING_STALE * 2;
+    assert_eq!(d.send_to(1, addr(1000), t3), addr(1000));
+    // The old address speaks again (the client moved back): it is used again.
+    assert_eq!(d.route(addr(1000), DTLS, t3), Route::Bound(1));
+    assert_eq!(d.send_to(1, addr(1000), t3), addr(1000));
+}

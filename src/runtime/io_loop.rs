@@ -185,6 +185,9 @@ struct IoLoop {
     /// Slots fed from a shared socket since their last flush.
     dirty: Vec<usize>,
     next_sweep: Instant,
+    /// The loop's last clock reading (for the demultiplexer's send path, whose bounds are
+    /// in seconds).
+    clock: Instant,
     rx: Receiver<Command>,
     sleeping: Arc<AtomicBool>,
     dispatcher: Dispatcher,
@@ -219,6 +222,7 @@ pub(crate) fn spawn(
         demux: Demux::new(shared_udp.counters),
         dirty: Vec::new(),
         next_sweep: Instant::now(),
+        clock: Instant::now(),
         rx,
         sleeping: sleeping.clone(),
         dispatcher,
@@ -271,6 +275,7 @@ impl IoLoop {
                 continue;
             }
             let now = Instant::now();
+            self.clock = now;
             for ev in events.iter() {
                 match ev.token() {
                     WAKER => {}
@@ -569,19 +574,21 @@ impl IoLoop {
             return;
         };
         // A peer without sockets of its own uses the runtime's shared ones.
-        let sockets = if entry.sockets.is_empty() {
-            &self.shared
-        } else {
-            &entry.sockets
-        };
+        let shared = entry.sockets.is_empty();
+        let sockets = if shared { &self.shared } else { &entry.sockets };
         while let Some(t) = entry.session.poll_transmit() {
             let sock = sockets
                 .iter()
                 .find(|(_, local)| *local == t.source)
                 .or_else(|| sockets.first());
+            let dest = if shared {
+                self.demux.send_to(slot, t.destination, self.clock)
+            } else {
+                t.destination
+            };
             if let Some((sock, local)) = sock {
-                if let Err(e) = sock.send_to(&t.contents, t.destination) {
-                    debug!("send_to {} from {local} failed: {e}", t.destination);
+                if let Err(e) = sock.send_to(&t.contents, dest) {
+                    debug!("send_to {dest} from {local} failed: {e}");
                 }
             }
         }
