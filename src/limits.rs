@@ -162,3 +162,8 @@ pub const BINDING_IDLE: Duration = Duration::from_secs(30);
 /// send there goes to the newer one (media arrives every 20 ms, so 1 s of silence is not a
 /// live path).
 pub const BINDING_STALE: Duration = Duration::from_secs(1);
+
+/// Checks sent by the peers of a shared UDP socket whose answer may still come from an
+/// address not bound yet (routed by transaction id); past it the oldest is forgotten (its
+/// answer is then dropped and str0m's retransmission gets through once the client is bound).
+pub const MAX_PENDING_CHECKS: usize = 4096;

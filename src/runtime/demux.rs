@@ -10,12 +10,13 @@
 //!
 //! Pure bookkeeping on a caller-supplied clock, so the unit tests run on a virtual one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::limits;
+use crate::session::Session;
 
 /// Where a datagram on the shared socket goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,9 @@ pub(crate) enum Route {
     /// A STUN binding request naming this peer's ufrag; bind its source with
     /// [`Demux::bind`] once the session has authenticated it.
     Check(usize),
+    /// The answer to a check this peer sent (matched by its transaction id), from an
+    /// address not bound yet: delivered, not bound (str0m verifies it).
+    Reply(usize),
     /// Not for any peer (already counted).
     Drop,
 }
@@ -52,6 +56,10 @@ pub(crate) struct Demux {
     bound: HashMap<SocketAddr, Binding>,
     /// Peer slot → its bound addresses (at most `MAX_BINDINGS_PER_PEER`).
     addrs_of: HashMap<usize, Vec<SocketAddr>>,
+    /// Transaction ids of checks our peers sent lately → the sender's slot, oldest first
+    /// in `sent_order` (at most `MAX_PENDING_CHECKS`).
+    sent: HashMap<[u8; 12], usize>,
+    sent_order: VecDeque<([u8; 12], Instant)>,
     counters: std::sync::Arc<DemuxCounters>,
 }
 
@@ -62,6 +70,8 @@ impl Demux {
             ufrag_of: HashMap::new(),
             bound: HashMap::new(),
             addrs_of: HashMap::new(),
+            sent: HashMap::new(),
+            sent_order: VecDeque::new(),
             counters,
         }
     }
@@ -87,6 +97,7 @@ impl Demux {
         for a in self.addrs_of.remove(&slot).unwrap_or_default() {
             self.bound.remove(&a);
         }
+        self.sent.retain(|_, s| *s != slot);
         self.publish_len();
     }
 
@@ -110,6 +121,17 @@ impl Demux {
                 b.last_seen = now;
                 Route::Bound(b.slot)
             }
+            // Our check to a client address it has not checked us from yet (its candidates
+            // came with the offer, so ours go out first).
+            None if is_stun_response(data) => match self.sent.remove(&data[8..20]) {
+                Some(slot) => Route::Reply(slot),
+                None => {
+                    self.counters
+                        .dropped_unbound
+                        .fetch_add(1, Ordering::Relaxed);
+                    Route::Drop
+                }
+            },
             None => {
                 self.counters
                     .dropped_unbound
@@ -117,6 +139,36 @@ impl Demux {
                 Route::Drop
             }
         }
+    }
+
+    /// Routes one datagram that arrived on the shared socket `local` and feeds it to its
+    /// peer's session (`session` looks a slot up); binds its source once the session has
+    /// authenticated a check from it. A source bound this way is trusted by the session at
+    /// once (its early queue), so DTLS sent right after the client's check succeeded is not
+    /// lost while our own check of the pair is still out. Returns the slot fed.
+    pub fn feed<'a>(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        local: SocketAddr,
+        data: &[u8],
+        session: impl FnOnce(usize) -> Option<&'a mut Session>,
+    ) -> Option<usize> {
+        let (slot, check) = match self.route(source, data, now) {
+            Route::Bound(slot) | Route::Reply(slot) => (slot, false),
+            Route::Check(slot) => (slot, true),
+            Route::Drop => return None,
+        };
+        let s = session(slot)?;
+        if data.len() > limits::MAX_DATAGRAM {
+            s.count_dropped_datagram();
+            return Some(slot);
+        }
+        s.handle_datagram(now, source, local, data);
+        if check && s.has_checked(source) {
+            self.bind(source, slot, now);
+        }
+        Some(slot)
     }
 
     /// Binds `source` to `slot` after the slot's session authenticated a check from it.
@@ -189,6 +241,23 @@ impl Demux {
             .map_or(dest, |(a, _)| a)
     }
 
+    /// Notes a datagram the peer in `slot` sends: a STUN binding request's answer may come
+    /// from an address not bound yet, and is routed by its transaction id.
+    pub fn note_sent(&mut self, slot: usize, data: &[u8], now: Instant) {
+        if data.len() < 20 || data[0] != 0 || data[1] != 1 || data[4..8] != STUN_MAGIC {
+            return;
+        }
+        let mut id = [0u8; 12];
+        id.copy_from_slice(&data[8..20]);
+        while self.sent_order.len() >= limits::MAX_PENDING_CHECKS {
+            if let Some((old, _)) = self.sent_order.pop_front() {
+                self.sent.remove(&old);
+            }
+        }
+        self.sent.insert(id, slot);
+        self.sent_order.push_back((id, now));
+    }
+
     /// Drops bindings idle for longer than `limits::BINDING_IDLE` (a live client sends
     /// media, pings or consent answers far more often).
     pub fn expire(&mut self, now: Instant) {
@@ -200,6 +269,14 @@ impl Demux {
             .collect();
         for a in idle {
             self.evict(a);
+        }
+        // str0m gives a check up well within this; its late answer is dropped.
+        while let Some((id, at)) = self.sent_order.front() {
+            if now.saturating_duration_since(*at) < limits::BINDING_IDLE {
+                break;
+            }
+            self.sent.remove(id);
+            self.sent_order.pop_front();
         }
     }
 
@@ -242,6 +319,14 @@ impl Demux {
 }
 
 const STUN_MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+
+/// A STUN binding success (0x0101) or error (0x0111) response.
+fn is_stun_response(data: &[u8]) -> bool {
+    data.len() >= 20
+        && data[0] == 1
+        && (data[1] == 0x01 || data[1] == 0x11)
+        && data[4..8] == STUN_MAGIC
+}
 const ATTR_USERNAME: u16 = 0x0006;
 
 /// The local ufrag (what precedes the ':' of USERNAME) of a STUN binding request, or None

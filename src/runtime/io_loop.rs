@@ -15,7 +15,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
 
-use super::demux::{Demux, Route};
+use super::demux::Demux;
 use super::shared::{PeerEvent, PeerShared};
 use super::{Dispatcher, SharedUdp};
 use crate::error::{Error, ErrorKind, Result};
@@ -366,24 +366,16 @@ impl IoLoop {
                     continue;
                 }
             };
-            let data = &self.buf[..n.min(limits::MAX_DATAGRAM)];
-            let (slot, check) = match self.demux.route(source, data, now) {
-                Route::Bound(slot) => (slot, false),
-                Route::Check(slot) => (slot, true),
-                Route::Drop => continue,
-            };
-            let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
-                continue;
-            };
-            if n > limits::MAX_DATAGRAM {
-                entry.session.count_dropped_datagram();
-                continue;
-            }
-            entry.session.handle_datagram(now, source, local, data);
-            // Bound only once the session authenticated the check (its integrity passed).
-            if check && entry.session.has_checked(source) {
-                self.demux.bind(source, slot, now);
-            }
+            // One byte past the limit is enough to count an oversized datagram as one.
+            let data = &self.buf[..n.min(limits::MAX_DATAGRAM + 1)];
+            let entries = &mut self.entries;
+            let fed = self.demux.feed(now, source, local, data, |slot| {
+                entries
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .map(|e| &mut e.session)
+            });
+            let Some(slot) = fed else { continue };
             self.dirty.push(slot);
             since_flush += 1;
             if since_flush >= FLUSH_EVERY {
@@ -582,6 +574,7 @@ impl IoLoop {
                 .find(|(_, local)| *local == t.source)
                 .or_else(|| sockets.first());
             let dest = if shared {
+                self.demux.note_sent(slot, &t.contents, self.clock);
                 self.demux.send_to(slot, t.destination, self.clock)
             } else {
                 t.destination

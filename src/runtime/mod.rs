@@ -2,7 +2,7 @@
 //! worker pool, plus the process-wide default runtime created on first use.
 
 pub(crate) mod audio;
-mod demux;
+pub(crate) mod demux;
 mod dispatch;
 mod io_loop;
 mod shared;
