@@ -70,16 +70,14 @@ fn main() {
             ..RuntimeConfig::default()
         });
         match rt {
-            Ok(rt) => {
-                println!("every peer on UDP {:?}", rt.udp_addrs());
-                cfg.runtime = Some(rt);
-            }
+            Ok(rt) => cfg.runtime = Some(rt),
             Err(e) => {
                 eprintln!("cannot bind UDP port {port}: {e}");
                 std::process::exit(1);
             }
         }
     }
+    let udp_runtime = cfg.runtime.clone();
     let mut server = match Server::start(cfg, Some(echo::on_peer(rtvi))) {
         Ok(s) => s,
         Err(e) => {
@@ -94,6 +92,10 @@ fn main() {
         server.url(),
         server.url()
     );
+    if let Some(rt) = &udp_runtime {
+        let addrs: Vec<String> = rt.udp_addrs().iter().map(|a| a.to_string()).collect();
+        println!("every peer on UDP {}", addrs.join(" "));
+    }
     let signal = wait_for_stop_signal(&stop_signals);
     let closed = server.shutdown(Duration::from_secs(1));
     println!("signal {signal}: said goodbye to {closed} peer(s), exiting");

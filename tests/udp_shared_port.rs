@@ -428,3 +428,70 @@ fn a_client_whose_nat_rebinds_mid_call_keeps_its_audio() {
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
 }
+
+#[test]
+fn the_echo_example_serves_every_client_on_its_udp_port() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--example", "echo", "--quiet"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build --example echo failed");
+    // target/<profile>/deps/<test binary> → target/<profile>/examples/echo
+    let exe = std::env::current_exe().unwrap();
+    let echo = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/echo");
+    let mut child = Command::new(echo)
+        .args(["--addr", "127.0.0.1:0", "--udp-port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the echo example starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    while lines.len() < 3 && out.read_line(&mut line).unwrap() > 0 {
+        lines.push(std::mem::take(&mut line));
+    }
+    let last_word = |prefix: &str| -> SocketAddr {
+        lines
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.trim().rsplit(' ').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {lines:?}"))
+    };
+    let http = last_word("echo bot listening on");
+    let udp = last_word("every peer on UDP");
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut c = audio_client();
+        let answer = common::offer::post_offer(http, &c.offer());
+        let sdp = answer["sdp"].as_str().unwrap();
+        assert!(
+            sdp.contains(&format!("127.0.0.1 {} typ host", udp.port())),
+            "client {i} not on the shared port: {sdp}"
+        );
+        c.accept_answer(sdp).unwrap();
+        assert!(c
+            .wait_for(T, |e| matches!(e, ClientEvent::ChannelOpen(_)))
+            .is_some());
+        clients.push(c);
+    }
+    for (i, c) in clients.iter().enumerate() {
+        let text = format!("{{\"hello\":{i}}}");
+        c.send_text(&text);
+        assert!(
+            c.wait_message(T, |m| m.contains("echo") && m.contains(&text))
+                .is_some(),
+            "client {i} got no echo"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
