@@ -495,3 +495,62 @@ fn the_echo_example_serves_every_client_on_its_udp_port() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn the_shared_port_over_the_c_abi() {
+    use smallwebrtc::ffi::*;
+    use std::ptr::{null, null_mut};
+    // SAFETY: every pointer is NULL, a live local, or a runtime from swrtc_runtime_new.
+    unsafe {
+        let mut c = std::mem::zeroed::<SwrtcRuntimeConfig>();
+        assert_eq!(swrtc_runtime_config_default(&mut c), SWRTC_OK);
+        assert!(!c.udp_shared && c.udp_ip.is_null() && c.udp_port == 0);
+        c.udp_shared = true;
+        c.udp_ip = c"not-an-ip".as_ptr();
+        let mut rt: *mut SwrtcRuntime = null_mut();
+        assert_eq!(swrtc_runtime_new(&c, &mut rt), SWRTC_ERR_INVALID_ARGUMENT);
+        assert!(rt.is_null());
+        // A port someone already holds: a clear I/O error, no runtime.
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.udp_ip = c"127.0.0.1".as_ptr();
+        c.udp_port = taken.local_addr().unwrap().port();
+        assert_eq!(swrtc_runtime_new(&c, &mut rt), SWRTC_ERR_IO);
+        assert!(rt.is_null());
+        drop(taken);
+        // A port of our choice (free a moment ago).
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        c.udp_port = port;
+        assert_eq!(swrtc_runtime_new(&c, &mut rt), SWRTC_OK);
+        let mut s = SwrtcRuntimeStats::default();
+        assert_eq!(
+            swrtc_runtime_stats(rt, null_mut()),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            swrtc_runtime_stats(null(), &mut s),
+            SWRTC_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(swrtc_runtime_stats(rt, &mut s), SWRTC_OK);
+        assert_eq!((s.udp_bindings, s.udp_dropped_unbound), (0, 0));
+        // Datagrams from nobody are dropped and counted.
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..5 {
+            stranger.send_to(b"\x16hello", ("127.0.0.1", port)).unwrap();
+        }
+        let read = || {
+            let mut s = SwrtcRuntimeStats::default();
+            assert_eq!(swrtc_runtime_stats(rt, &mut s), SWRTC_OK);
+            s
+        };
+        wait_until(
+            T,
+            || read().udp_dropped_unbound == 5,
+            || format!("{:?}", read()),
+        );
+        swrtc_runtime_free(rt);
+    }
+}
