@@ -123,8 +123,10 @@ impl Demux {
             }
             // Our check to a client address it has not checked us from yet (its candidates
             // came with the offer, so ours go out first).
-            None if is_stun_response(data) => match self.sent.remove(&data[8..20]) {
-                Some(slot) => Route::Reply(slot),
+            // Kept until it ages out: a retransmitted check has the same id and may be
+            // answered twice.
+            None if is_stun_response(data) => match self.sent.get(&data[8..20]) {
+                Some(&slot) => Route::Reply(slot),
                 None => {
                     self.counters
                         .dropped_unbound
@@ -241,14 +243,20 @@ impl Demux {
             .map_or(dest, |(a, _)| a)
     }
 
-    /// Notes a datagram the peer in `slot` sends: a STUN binding request's answer may come
-    /// from an address not bound yet, and is routed by its transaction id.
-    pub fn note_sent(&mut self, slot: usize, data: &[u8], now: Instant) {
+    /// Notes a datagram the peer in `slot` sends to `dest`: the answer to a STUN binding
+    /// request to an address not bound yet is routed by its transaction id.
+    pub fn note_sent(&mut self, slot: usize, dest: SocketAddr, data: &[u8], now: Instant) {
         if data.len() < 20 || data[0] != 0 || data[1] != 1 || data[4..8] != STUN_MAGIC {
             return;
         }
+        if self.bound.get(&dest).is_some_and(|b| b.slot == slot) {
+            return; // its answer comes from a bound address anyway (every consent check)
+        }
         let mut id = [0u8; 12];
         id.copy_from_slice(&data[8..20]);
+        if self.sent.contains_key(&id) {
+            return; // a retransmission: same id, already noted
+        }
         while self.sent_order.len() >= limits::MAX_PENDING_CHECKS {
             if let Some((old, _)) = self.sent_order.pop_front() {
                 self.sent.remove(&old);
@@ -270,7 +278,7 @@ impl Demux {
         for a in idle {
             self.evict(a);
         }
-        // str0m gives a check up well within this; its late answer is dropped.
+        // str0m gives a check up within this (about 20 s); a later answer is dropped.
         while let Some((id, at)) = self.sent_order.front() {
             if now.saturating_duration_since(*at) < limits::BINDING_IDLE {
                 break;

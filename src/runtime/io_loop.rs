@@ -574,7 +574,8 @@ impl IoLoop {
                 .find(|(_, local)| *local == t.source)
                 .or_else(|| sockets.first());
             let dest = if shared {
-                self.demux.note_sent(slot, &t.contents, self.clock);
+                self.demux
+                    .note_sent(slot, t.destination, &t.contents, self.clock);
                 self.demux.send_to(slot, t.destination, self.clock)
             } else {
                 t.destination

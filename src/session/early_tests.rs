@@ -112,7 +112,7 @@ impl Net {
         self.to_server = later;
         while let Some(t) = self.server.poll_transmit() {
             if let Some(d) = self.demux.as_mut() {
-                d.note_sent(0, &t.contents, self.now);
+                d.note_sent(0, t.destination, &t.contents, self.now);
             }
             let contents = (&t.contents[..]).try_into().unwrap();
             let input = Input::Receive(
