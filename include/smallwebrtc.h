@@ -424,7 +424,8 @@ typedef struct SwrtcPeerConfig {
   uint32_t video_out_bitrate;
   /**
    * IP address to bind (NUL-terminated), or NULL for every non-loopback IPv4 interface.
-   * Copied by `swrtc_peer_new`.
+   * Copied by `swrtc_peer_new`. This and the port range are ignored on a runtime with
+   * `udp_shared` (every peer on its one port).
    */
   const char *bind_ip;
   /**

@@ -48,7 +48,8 @@ pub struct PeerConfig {
     /// Target video bitrate (bit/s).
     pub video_out_bitrate: u32,
     /// Address to bind UDP sockets on. `None`: every non-loopback interface address
-    /// (or loopback when the machine has no other).
+    /// (or loopback when the machine has no other). This and the port range are ignored on
+    /// a runtime with one UDP port for every peer (`RuntimeConfig::udp_addr`).
     pub bind_ip: Option<IpAddr>,
     /// Lowest UDP port to bind (0 with `port_max` 0: any port).
     pub port_min: u16,
