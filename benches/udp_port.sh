@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One UDP port for every peer against one socket per peer: the echo example at N voice
-# sessions (default 100) driven by the load generator (benches/loadgen.rs), once with each
+# sessions (default 30: the load generator's sessions all come from 127.0.0.1, and the
+# signalling server allows 32 live peers per source address) driven by the load generator (benches/loadgen.rs), once with each
 # peer on its own port and once with `--udp-port`, alternating, RUNS times. Prints the
 # server's CPU per session-second and the echo latency of each run, the medians, and the
 # ratio (shared / per-peer). With STRACE=1 it also counts the server's syscalls for
@@ -9,13 +10,13 @@
 #
 #   bash benches/udp_port.sh
 #
-# Settings (environment): N (sessions, 100), SECS (measured seconds per run, 20), RUNS (3),
+# Settings (environment): N (sessions, 30), SECS (measured seconds per run, 20), RUNS (3),
 # PORT (HTTP, 7880), UDP_PORT (the shared port, 7881), STRACE (1), STRACE_SECS (10),
 # OUT (target/udp_port). The server runs on core 0, the generator on core 1 (loopback only).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-N=${N:-100}
+N=${N:-30}
 SECS=${SECS:-20}
 RUNS=${RUNS:-3}
 PORT=${PORT:-7880}
@@ -38,7 +39,10 @@ ECHO=$(exe echo)
 SERVER_PID=""
 stop_server() {
     if [ -n "$SERVER_PID" ]; then
-        kill "$SERVER_PID" 2>/dev/null || true
+        # Under strace the server is strace's child: stop it, and strace writes its summary.
+        local child
+        child=$(pgrep -P "$SERVER_PID" || true)
+        kill "${child:-$SERVER_PID}" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
     SERVER_PID=""
@@ -68,7 +72,7 @@ start() {
 # load MODE RUN: N sessions for SECS seconds; leaves $OUT/MODE.RUN.json.
 load() {
     taskset -c 1 "$LOADGEN" --url "http://127.0.0.1:$PORT/api/offer" --pid "$SERVER_PID" \
-        --label "$1" --steps "$N" --step-secs "$SECS" --refine 0 --single-trials 1 \
+        --label "$1" --steps "1,$N" --step-secs "$SECS" --refine 0 --single-trials 1 \
         --json "$OUT/$1.$2.json" > "$OUT/$1.$2.log" 2>&1
 }
 
@@ -87,10 +91,10 @@ for run in $(seq 1 "$RUNS"); do
         start "$mode"
         load "$mode" "$run"
         stop_server
-        printf "%-9s run %d: %s cpu-s/session-s, echo latency median %s ms, %s%% bursts back\n" \
+        printf "%-9s run %d: %s cpu-s/session-s, echo latency median %s ms, %s of bursts back\n" \
             "$mode" "$run" "$(field "$OUT/$mode.$run.json" cpu_s_per_session_s)" \
             "$(field "$OUT/$mode.$run.json" latency_median_ms)" \
-            "$(python3 -c "print(round(100*$(field "$OUT/$mode.$run.json" returned_frac), 2))")"
+            "$(field "$OUT/$mode.$run.json" returned_frac)"
     done
 done
 
@@ -112,7 +116,7 @@ if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
     for mode in per-peer shared; do
         start "$mode" strace -c -f -o "$OUT/$mode.strace"
         taskset -c 1 "$LOADGEN" --url "http://127.0.0.1:$PORT/api/offer" --label "$mode" \
-            --steps "$N" --step-secs "$STRACE_SECS" --refine 0 --single-trials 1 \
+            --steps "1,$N" --step-secs "$STRACE_SECS" --refine 0 --single-trials 1 \
             > "$OUT/$mode.strace.log" 2>&1 || true
         stop_server
         python3 - "$OUT/$mode.strace" "$mode" <<'EOF'
@@ -121,7 +125,7 @@ calls, errors = {}, {}
 for line in open(sys.argv[1]):
     f = line.split()
     # % time, seconds, usecs/call, calls, [errors], syscall
-    if len(f) in (5, 6) and f[3].isdigit() and f[-1].isidentifier():
+    if len(f) in (5, 6) and f[3].isdigit() and f[-1].isidentifier() and f[-1] != "total":
         calls[f[-1]] = int(f[3])
         errors[f[-1]] = int(f[4]) if len(f) == 6 else 0
 rx = ("recvfrom", "recvmsg", "recvmmsg")
