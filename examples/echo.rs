@@ -7,7 +7,9 @@
 //!
 //! Options: `--addr IP:PORT` (port 0: any), `--single` (one connection at a time),
 //! `--esp32` (compact answers for pipecat-esp32), `--esp32-host IP` (only that address's
-//! candidates in ESP32 answers), `--no-rtvi`. `RUST_LOG=info` shows each peer's states.
+//! candidates in ESP32 answers), `--no-rtvi`, `--udp-port PORT` (every peer on that one UDP
+//! port, on the `--addr` IP when it is loopback, else on every interface; without it each
+//! peer binds a port of its own). `RUST_LOG=info` shows each peer's states.
 //!
 //! On SIGINT (Ctrl-C) or SIGTERM it shuts down gracefully: every connected client gets
 //! `peerLeft`, SCTP shutdown and DTLS close_notify (within 1 s), then the process exits.
@@ -16,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use smallwebrtc::signalling::{echo, ConnectionMode, Server, ServerConfig};
+use smallwebrtc::{Runtime, RuntimeConfig};
 
 fn main() {
     // Before any thread starts, so every thread inherits the mask and the signals wait for
@@ -30,6 +33,7 @@ fn main() {
         ..ServerConfig::default()
     };
     let mut rtvi = true;
+    let mut udp_port: Option<u16> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -44,8 +48,9 @@ fn main() {
             "--esp32-host" => cfg.esp32_host = Some(parse(&value("--esp32-host"), "--esp32-host")),
             "--single" => cfg.mode = ConnectionMode::Single,
             "--no-rtvi" => rtvi = false,
+            "--udp-port" => udp_port = Some(parse(&value("--udp-port"), "--udp-port")),
             "-h" | "--help" => {
-                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi]");
+                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT]");
                 return;
             }
             other => {
@@ -54,6 +59,25 @@ fn main() {
             }
         }
     }
+    if let Some(port) = udp_port {
+        let ip = match cfg.peer.bind_ip {
+            Some(ip) => ip,
+            None if cfg.addr.ip().is_loopback() => cfg.addr.ip(),
+            None => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        };
+        let rt = Runtime::new(RuntimeConfig {
+            udp_addr: Some(SocketAddr::new(ip, port)),
+            ..RuntimeConfig::default()
+        });
+        match rt {
+            Ok(rt) => cfg.runtime = Some(rt),
+            Err(e) => {
+                eprintln!("cannot bind UDP port {port}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let udp_runtime = cfg.runtime.clone();
     let mut server = match Server::start(cfg, Some(echo::on_peer(rtvi))) {
         Ok(s) => s,
         Err(e) => {
@@ -68,6 +92,10 @@ fn main() {
         server.url(),
         server.url()
     );
+    if let Some(rt) = &udp_runtime {
+        let addrs: Vec<String> = rt.udp_addrs().iter().map(|a| a.to_string()).collect();
+        println!("every peer on UDP {}", addrs.join(" "));
+    }
     let signal = wait_for_stop_signal(&stop_signals);
     let closed = server.shutdown(Duration::from_secs(1));
     println!("signal {signal}: said goodbye to {closed} peer(s), exiting");

@@ -426,7 +426,8 @@ typedef struct SwrtcPeerConfig {
   uint32_t video_out_bitrate;
   /**
    * IP address to bind (NUL-terminated), or NULL for every non-loopback IPv4 interface.
-   * Copied by `swrtc_peer_new`.
+   * Copied by `swrtc_peer_new`. This and the port range are ignored on a runtime with
+   * `udp_shared` (every peer on its one port).
    */
   const char *bind_ip;
   /**
@@ -562,7 +563,48 @@ typedef struct SwrtcRuntimeConfig {
    * Codec worker threads; 0 means one per core. Default 0.
    */
   uint32_t worker_threads;
+  /**
+   * One UDP port for every peer of this runtime. Default false: each peer binds its own
+   * socket(s) (its `bind_ip`, `port_min`, `port_max`). True: the runtime binds
+   * `udp_ip`:`udp_port` once and every peer shares it (those peer fields are then
+   * ignored, and all peers live on the first I/O thread); clients are told apart by
+   * their ICE ufrag, then by their address once a check from it is authenticated. See
+   * `swrtc_runtime_stats` for what it drops.
+   */
+  bool udp_shared;
+  /**
+   * IP of the shared socket (NUL-terminated, copied), or NULL for every non-loopback
+   * IPv4 interface (one socket each, same port). Used only with `udp_shared`.
+   */
+  const char *udp_ip;
+  /**
+   * Port of the shared socket (0: any free port). Used only with `udp_shared`.
+   */
+  uint16_t udp_port;
 } SwrtcRuntimeConfig;
+
+/**
+ * Counters of a runtime's shared UDP socket (all zero without `udp_shared`).
+ */
+typedef struct SwrtcRuntimeStats {
+  /**
+   * STUN checks from an unbound address naming no live peer's ICE ufrag: dropped.
+   */
+  uint64_t udp_dropped_unknown_ufrag;
+  /**
+   * Other datagrams from an address bound to no peer: dropped.
+   */
+  uint64_t udp_dropped_unbound;
+  /**
+   * Client addresses bound to a peer now.
+   */
+  uint64_t udp_bindings;
+  /**
+   * Bindings dropped (idle 30 s, or over the bound of 4 per peer / 4096 per runtime);
+   * a client still there is bound again by its next check.
+   */
+  uint64_t udp_bindings_evicted;
+} SwrtcRuntimeStats;
 
 /**
  * Settings of a signalling server. Fill with `swrtc_server_config_default` first, then
@@ -1279,11 +1321,12 @@ enum SwrtcResult swrtc_runtime_config_default(struct SwrtcRuntimeConfig *cfg);
  * Starts a runtime. `cfg` NULL means defaults. On success `*out` owns it: free it with
  * `swrtc_runtime_free` (peers created on it keep it alive until they are freed too).
  *
- * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts), `SWRTC_ERR_IO`.
- * Any thread.
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip`),
+ * `SWRTC_ERR_IO` (the shared UDP port is taken). Any thread.
  *
  * # Safety
- * `cfg` is NULL or valid; `out` is valid for one pointer write.
+ * `cfg` is NULL or valid (its `udp_ip` NULL or NUL-terminated); `out` is valid for one
+ * pointer write.
  */
 enum SwrtcResult swrtc_runtime_new(const struct SwrtcRuntimeConfig *cfg, struct SwrtcRuntime **out);
 
@@ -1304,6 +1347,17 @@ enum SwrtcResult swrtc_runtime_new(const struct SwrtcRuntimeConfig *cfg, struct 
 enum SwrtcResult swrtc_runtime_shutdown(const struct SwrtcRuntime *rt,
                                         uint32_t timeout_ms,
                                         uint32_t *closed_out);
+
+/**
+ * Reads the counters of the runtime's shared UDP socket into `*out`.
+ *
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `rt` or `out`). Any thread, also inside
+ * callbacks (it reads atomics only).
+ *
+ * # Safety
+ * `rt` is NULL or a live runtime; `out` is NULL or writable for one `SwrtcRuntimeStats`.
+ */
+enum SwrtcResult swrtc_runtime_stats(const struct SwrtcRuntime *rt, struct SwrtcRuntimeStats *out);
 
 /**
  * Releases the app's reference to a runtime. NULL does nothing. Its threads stop once

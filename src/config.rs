@@ -1,7 +1,7 @@
 //! Settings and their defaults: what a voice bot gets with nothing set.
 //! Plain data; the C mirror lives in `ffi`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -49,7 +49,8 @@ pub struct PeerConfig {
     /// Target video bitrate (bit/s).
     pub video_out_bitrate: u32,
     /// Address to bind UDP sockets on. `None`: every non-loopback interface address
-    /// (or loopback when the machine has no other).
+    /// (or loopback when the machine has no other). This and the port range are ignored on
+    /// a runtime with one UDP port for every peer (`RuntimeConfig::udp_addr`).
     pub bind_ip: Option<IpAddr>,
     /// Lowest UDP port to bind (0 with `port_max` 0: any port).
     pub port_min: u16,
@@ -108,6 +109,14 @@ pub struct RuntimeConfig {
     pub io_threads: usize,
     /// Codec worker threads. 0: one per core.
     pub worker_threads: usize,
+    /// One UDP port for every peer of this runtime: `Some(ip:port)` binds one socket there
+    /// and every peer shares it (peers are told apart by their ICE ufrag, then by the
+    /// client's address once its check is authenticated). An unspecified IP (`0.0.0.0`)
+    /// binds one socket per interface address (as peers do, see `PeerConfig::bind_ip`), all
+    /// on that port. Port 0: any free port. Peers then ignore `bind_ip`, `port_min` and
+    /// `port_max`, and all live on the first I/O thread. `None` (the default): each peer
+    /// binds sockets of its own.
+    pub udp_addr: Option<SocketAddr>,
 }
 
 impl Default for RuntimeConfig {
@@ -115,6 +124,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             io_threads: 1,
             worker_threads: 0,
+            udp_addr: None,
         }
     }
 }

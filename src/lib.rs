@@ -25,5 +25,7 @@ pub use api::{Peer, PeerReport};
 pub use config::{PeerConfig, RuntimeConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use media::video::{VideoFrame, VideoSource};
-pub use runtime::{AudioStats, FrameCallback, PeerEvent, PeerHandler, Runtime, VideoStats};
+pub use runtime::{
+    AudioStats, FrameCallback, PeerEvent, PeerHandler, Runtime, RuntimeStats, VideoStats,
+};
 pub use session::{CandidatePair, CandidateType, NetworkStats, PeerState, TransportProtocol};

@@ -141,3 +141,29 @@ pub const EARLY_DATAGRAM_TTL: Duration = Duration::from_secs(2);
 /// Remote addresses remembered per peer as having sent an authenticated STUN check (their
 /// datagrams are accepted before the pair is); the oldest is forgotten past this.
 pub const MAX_CHECKED_SOURCES: usize = 8;
+
+/// Remote addresses bound to one peer on the shared UDP socket (a client's host and
+/// reflexive addresses, plus a NAT rebinding or two); past it the peer's least recently
+/// seen address is unbound.
+pub const MAX_BINDINGS_PER_PEER: usize = 4;
+
+/// Remote addresses bound on one shared UDP socket, all peers together. Only clients that
+/// passed an authenticated check get one, so this is about 4 per live peer at most; past
+/// it the least recently seen binding of all is unbound (its client rebinds with its next
+/// check).
+pub const MAX_BINDINGS: usize = 4096;
+
+/// A binding on the shared UDP socket that has carried nothing for this long is dropped
+/// (a live client sends media, pings or consent answers every second or so).
+pub const BINDING_IDLE: Duration = Duration::from_secs(30);
+
+/// A client address on the shared UDP socket that has sent nothing this long, while a
+/// newer address of the same client has, counts as left behind by a NAT rebinding: what we
+/// send there goes to the newer one (media arrives every 20 ms, so 1 s of silence is not a
+/// live path).
+pub const BINDING_STALE: Duration = Duration::from_secs(1);
+
+/// Checks sent by the peers of a shared UDP socket whose answer may still come from an
+/// address not bound yet (routed by transaction id); past it the oldest is forgotten (its
+/// answer is then dropped and str0m's retransmission gets through once the client is bound).
+pub const MAX_PENDING_CHECKS: usize = 4096;

@@ -135,6 +135,7 @@ fn two_io_threads_serve_all_peers() {
     let rt = Runtime::new(RuntimeConfig {
         io_threads: 2,
         worker_threads: 1,
+        ..RuntimeConfig::default()
     })
     .unwrap();
     let mut pairs = Vec::new();

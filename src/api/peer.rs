@@ -75,23 +75,27 @@ impl Peer {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
 
+        let inner = &runtime.inner;
         let mut sockets = Vec::new();
         let mut candidates = Vec::new();
-        for ip in io::bind_addresses(&cfg)
-            .into_iter()
-            .take(crate::runtime::MAX_SOCKETS_PER_PEER)
-        {
-            let s = io::bind_in_range(ip, cfg.port_min, cfg.port_max)?;
-            let local = s.local_addr()?;
-            candidates.extend(io::candidates_for(local, cfg.public_ip)?);
-            sockets.push(s);
+        let mut local_addrs = Vec::new();
+        if inner.shared_udp.is_empty() {
+            for ip in io::bind_addresses(&cfg)
+                .into_iter()
+                .take(crate::runtime::MAX_SOCKETS_PER_PEER)
+            {
+                let s = io::bind_in_range(ip, cfg.port_min, cfg.port_max)?;
+                local_addrs.push(s.local_addr()?);
+                sockets.push(s);
+            }
+        } else {
+            // The runtime's shared socket(s): nothing to bind per peer.
+            local_addrs.extend_from_slice(&inner.shared_udp);
         }
-        let local_addrs = sockets
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect::<Vec<_>>();
+        for &local in &local_addrs {
+            candidates.extend(io::candidates_for(local, cfg.public_ip)?);
+        }
 
-        let inner = &runtime.inner;
         let mut rtc_cfg = RtcConfig::new()
             .set_crypto_provider(inner.crypto.clone())
             .set_dtls_cert(inner.cert.clone())

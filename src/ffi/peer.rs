@@ -141,7 +141,8 @@ pub struct SwrtcPeerConfig {
     /// Video bitrate, bit/s. Default 1000000.
     pub video_out_bitrate: u32,
     /// IP address to bind (NUL-terminated), or NULL for every non-loopback IPv4 interface.
-    /// Copied by `swrtc_peer_new`.
+    /// Copied by `swrtc_peer_new`. This and the port range are ignored on a runtime with
+    /// `udp_shared` (every peer on its one port).
     pub bind_ip: *const c_char,
     /// Lowest UDP port (0 with `port_max` 0: any port).
     pub port_min: u16,

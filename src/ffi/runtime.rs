@@ -1,10 +1,13 @@
 //! C ABI of runtimes: optional, for apps that want their own threads instead of the
 //! process-wide default.
 
+use std::ffi::c_char;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use crate::config::RuntimeConfig;
 use crate::runtime::Runtime;
 
-use super::{guard, invalid, SwrtcResult};
+use super::{cstr_opt, guard, invalid, SwrtcResult};
 
 /// A set of library threads (I/O threads, a callback thread). Opaque.
 pub struct SwrtcRuntime {
@@ -19,6 +22,33 @@ pub struct SwrtcRuntimeConfig {
     pub io_threads: u32,
     /// Codec worker threads; 0 means one per core. Default 0.
     pub worker_threads: u32,
+    /// One UDP port for every peer of this runtime. Default false: each peer binds its own
+    /// socket(s) (its `bind_ip`, `port_min`, `port_max`). True: the runtime binds
+    /// `udp_ip`:`udp_port` once and every peer shares it (those peer fields are then
+    /// ignored, and all peers live on the first I/O thread); clients are told apart by
+    /// their ICE ufrag, then by their address once a check from it is authenticated. See
+    /// `swrtc_runtime_stats` for what it drops.
+    pub udp_shared: bool,
+    /// IP of the shared socket (NUL-terminated, copied), or NULL for every non-loopback
+    /// IPv4 interface (one socket each, same port). Used only with `udp_shared`.
+    pub udp_ip: *const c_char,
+    /// Port of the shared socket (0: any free port). Used only with `udp_shared`.
+    pub udp_port: u16,
+}
+
+/// Counters of a runtime's shared UDP socket (all zero without `udp_shared`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SwrtcRuntimeStats {
+    /// STUN checks from an unbound address naming no live peer's ICE ufrag: dropped.
+    pub udp_dropped_unknown_ufrag: u64,
+    /// Other datagrams from an address bound to no peer: dropped.
+    pub udp_dropped_unbound: u64,
+    /// Client addresses bound to a peer now.
+    pub udp_bindings: u64,
+    /// Bindings dropped (idle 30 s, or over the bound of 4 per peer / 4096 per runtime);
+    /// a client still there is bound again by its next check.
+    pub udp_bindings_evicted: u64,
 }
 
 /// Fills `cfg` with the defaults.
@@ -39,6 +69,9 @@ pub unsafe extern "C" fn swrtc_runtime_config_default(cfg: *mut SwrtcRuntimeConf
             cfg.write(SwrtcRuntimeConfig {
                 io_threads: d.io_threads as u32,
                 worker_threads: d.worker_threads as u32,
+                udp_shared: false,
+                udp_ip: std::ptr::null(),
+                udp_port: 0,
             })
         };
         Ok(())
@@ -48,11 +81,12 @@ pub unsafe extern "C" fn swrtc_runtime_config_default(cfg: *mut SwrtcRuntimeConf
 /// Starts a runtime. `cfg` NULL means defaults. On success `*out` owns it: free it with
 /// `swrtc_runtime_free` (peers created on it keep it alive until they are freed too).
 ///
-/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts), `SWRTC_ERR_IO`.
-/// Any thread.
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip`),
+/// `SWRTC_ERR_IO` (the shared UDP port is taken). Any thread.
 ///
 /// # Safety
-/// `cfg` is NULL or valid; `out` is valid for one pointer write.
+/// `cfg` is NULL or valid (its `udp_ip` NULL or NUL-terminated); `out` is valid for one
+/// pointer write.
 #[no_mangle]
 pub unsafe extern "C" fn swrtc_runtime_new(
     cfg: *const SwrtcRuntimeConfig,
@@ -67,6 +101,16 @@ pub unsafe extern "C" fn swrtc_runtime_new(
         if let Some(c) = unsafe { cfg.as_ref() } {
             rc.io_threads = c.io_threads as usize;
             rc.worker_threads = c.worker_threads as usize;
+            if c.udp_shared {
+                // SAFETY: NULL or NUL-terminated per the contract.
+                let ip = match unsafe { cstr_opt(c.udp_ip, "udp_ip") }? {
+                    None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    Some(s) => s.trim().parse().map_err(|_| {
+                        crate::Error::invalid(format!("udp_ip {s:?} is not an IP address"))
+                    })?,
+                };
+                rc.udp_addr = Some(SocketAddr::new(ip, c.udp_port));
+            }
         }
         let rt = Runtime::new(rc)?;
         // SAFETY: checked non-NULL above.
@@ -102,6 +146,38 @@ pub unsafe extern "C" fn swrtc_runtime_shutdown(
             // SAFETY: checked non-NULL; writable per the contract.
             unsafe { closed_out.write(n as u32) };
         }
+        Ok(())
+    })
+}
+
+/// Reads the counters of the runtime's shared UDP socket into `*out`.
+///
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `rt` or `out`). Any thread, also inside
+/// callbacks (it reads atomics only).
+///
+/// # Safety
+/// `rt` is NULL or a live runtime; `out` is NULL or writable for one `SwrtcRuntimeStats`.
+#[no_mangle]
+pub unsafe extern "C" fn swrtc_runtime_stats(
+    rt: *const SwrtcRuntime,
+    out: *mut SwrtcRuntimeStats,
+) -> SwrtcResult {
+    if out.is_null() {
+        return invalid("out is NULL");
+    }
+    guard(|| {
+        // SAFETY: NULL or live per the contract.
+        let r = unsafe { rt.as_ref() }.ok_or_else(|| crate::Error::invalid("rt is NULL"))?;
+        let s = r.rt.stats();
+        // SAFETY: checked non-NULL; writable per the contract.
+        unsafe {
+            out.write(SwrtcRuntimeStats {
+                udp_dropped_unknown_ufrag: s.udp_dropped_unknown_ufrag,
+                udp_dropped_unbound: s.udp_dropped_unbound,
+                udp_bindings: s.udp_bindings,
+                udp_bindings_evicted: s.udp_bindings_evicted,
+            })
+        };
         Ok(())
     })
 }

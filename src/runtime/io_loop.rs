@@ -15,14 +15,17 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
 
+use super::demux::Demux;
 use super::shared::{PeerEvent, PeerShared};
-use super::Dispatcher;
+use super::{Dispatcher, SharedUdp};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
 use crate::session::{AudioPacket, NetworkStats, PeerState, Session, SessionEvent};
 use crate::session::{SessionStats, VideoPacket};
 
 const WAKER: Token = Token(usize::MAX);
+/// Shared sockets count down from just below the waker.
+const SHARED_FIRST: usize = usize::MAX - 1;
 /// Sockets per peer are addressed by the low bits of the token.
 pub(crate) const MAX_SOCKETS_PER_PEER: usize = 8;
 /// Datagrams read from one socket before the session's output is flushed.
@@ -176,6 +179,15 @@ struct Entry {
 
 struct IoLoop {
     poll: Poll,
+    /// The runtime's shared UDP sockets (first I/O thread only) and their demultiplexer.
+    shared: Vec<(UdpSocket, SocketAddr)>,
+    demux: Demux,
+    /// Slots fed from a shared socket since their last flush.
+    dirty: Vec<usize>,
+    next_sweep: Instant,
+    /// The loop's last clock reading (for the demultiplexer's send path, whose bounds are
+    /// in seconds).
+    clock: Instant,
     rx: Receiver<Command>,
     sleeping: Arc<AtomicBool>,
     dispatcher: Dispatcher,
@@ -186,14 +198,31 @@ struct IoLoop {
     count: Arc<AtomicUsize>,
 }
 
-pub(crate) fn spawn(index: usize, dispatcher: Dispatcher) -> Result<(IoHandle, JoinHandle<()>)> {
+pub(crate) fn spawn(
+    index: usize,
+    dispatcher: Dispatcher,
+    shared_udp: SharedUdp,
+) -> Result<(IoHandle, JoinHandle<()>)> {
     let poll = Poll::new()?;
+    let mut shared = Vec::new();
+    for (i, s) in shared_udp.sockets.into_iter().enumerate() {
+        let local = s.local_addr()?;
+        let mut sock = UdpSocket::from_std(s);
+        poll.registry()
+            .register(&mut sock, Token(SHARED_FIRST - i), Interest::READABLE)?;
+        shared.push((sock, local));
+    }
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = bounded(limits::COMMAND_QUEUE);
     let count = Arc::new(AtomicUsize::new(0));
     let sleeping = Arc::new(AtomicBool::new(false));
     let mut lp = IoLoop {
         poll,
+        shared,
+        demux: Demux::new(shared_udp.counters),
+        dirty: Vec::new(),
+        next_sweep: Instant::now(),
+        clock: Instant::now(),
         rx,
         sleeping: sleeping.clone(),
         dispatcher,
@@ -246,10 +275,19 @@ impl IoLoop {
                 continue;
             }
             let now = Instant::now();
+            self.clock = now;
             for ev in events.iter() {
-                if ev.token() != WAKER {
-                    self.read_socket(ev.token(), now);
+                match ev.token() {
+                    WAKER => {}
+                    t if t.0 > SHARED_FIRST - MAX_SOCKETS_PER_PEER => {
+                        self.read_shared(SHARED_FIRST - t.0, now);
+                    }
+                    t => self.read_socket(t, now),
                 }
+            }
+            if !self.shared.is_empty() && now >= self.next_sweep {
+                self.demux.expire(now);
+                self.next_sweep = now + Duration::from_secs(1);
             }
             if !self.handle_commands(now) {
                 self.shutdown();
@@ -310,6 +348,71 @@ impl IoLoop {
         self.flush(slot);
     }
 
+    /// Reads the shared socket `idx` dry, handing each datagram to the peer the
+    /// demultiplexer names (see `demux`).
+    fn read_shared(&mut self, idx: usize, now: Instant) {
+        let mut since_flush = 0;
+        loop {
+            let Some((sock, local)) = self.shared.get(idx) else {
+                return;
+            };
+            let local = *local;
+            let (n, source) = match sock.recv_from(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == IoKind::WouldBlock => break,
+                Err(e) if e.kind() == IoKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("recv_from on shared {local} failed: {e}");
+                    continue;
+                }
+            };
+            // One byte past the limit is enough to count an oversized datagram as one.
+            let data = &self.buf[..n.min(limits::MAX_DATAGRAM + 1)];
+            let entries = &mut self.entries;
+            let fed = self.demux.feed(now, source, local, data, |slot| {
+                entries
+                    .get_mut(slot)
+                    .and_then(Option::as_mut)
+                    .map(|e| &mut e.session)
+            });
+            let Some(slot) = fed else { continue };
+            self.dirty.push(slot);
+            since_flush += 1;
+            if since_flush >= FLUSH_EVERY {
+                since_flush = 0;
+                self.flush_dirty();
+            }
+        }
+        self.flush_dirty();
+    }
+
+    fn flush_dirty(&mut self) {
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
+        for slot in std::mem::take(&mut self.dirty) {
+            self.flush(slot);
+        }
+    }
+
+    /// Tells the demultiplexer the slot's current ufrag (a new peer, or after an offer,
+    /// which may restart ICE). A ufrag another peer has (vanishingly rare) is renewed.
+    fn register_ufrag(&mut self, slot: usize) {
+        if self.shared.is_empty() {
+            return;
+        }
+        let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        for _ in 0..4 {
+            let ufrag = entry.session.local_ufrag();
+            if self.demux.set_ufrag(slot, &ufrag) {
+                return;
+            }
+            entry.session.renew_local_credentials();
+        }
+        warn!("no unique ICE ufrag for peer {}", entry.shared.id);
+    }
+
     /// Returns false on shutdown.
     fn handle_commands(&mut self, now: Instant) -> bool {
         while let Ok(cmd) = self.rx.try_recv() {
@@ -324,6 +427,9 @@ impl IoLoop {
                         }
                         Ok(answer)
                     });
+                    if let Some(&slot) = self.by_id.get(&id) {
+                        self.register_ufrag(slot);
+                    }
                     let _ = reply.send(r);
                 }
                 Command::Candidate {
@@ -450,6 +556,7 @@ impl IoLoop {
             sockets,
             sinks: p.sinks,
         });
+        self.register_ufrag(slot);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -458,15 +565,24 @@ impl IoLoop {
         let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
+        // A peer without sockets of its own uses the runtime's shared ones.
+        let shared = entry.sockets.is_empty();
+        let sockets = if shared { &self.shared } else { &entry.sockets };
         while let Some(t) = entry.session.poll_transmit() {
-            let sock = entry
-                .sockets
+            let sock = sockets
                 .iter()
                 .find(|(_, local)| *local == t.source)
-                .or_else(|| entry.sockets.first());
+                .or_else(|| sockets.first());
+            let dest = if shared {
+                self.demux
+                    .note_sent(slot, t.destination, &t.contents, self.clock);
+                self.demux.send_to(slot, t.destination, self.clock)
+            } else {
+                t.destination
+            };
             if let Some((sock, local)) = sock {
-                if let Err(e) = sock.send_to(&t.contents, t.destination) {
-                    debug!("send_to {} from {local} failed: {e}", t.destination);
+                if let Err(e) = sock.send_to(&t.contents, dest) {
+                    debug!("send_to {dest} from {local} failed: {e}");
                 }
             }
         }
@@ -529,6 +645,7 @@ impl IoLoop {
             entry.shared.set_state(PeerState::Closed);
         }
         self.by_id.remove(&entry.shared.id);
+        self.demux.remove_peer(slot);
         self.free.push(slot);
         self.count.fetch_sub(1, Ordering::Relaxed);
     }

@@ -4,6 +4,7 @@
 pub(crate) mod audio;
 pub(crate) mod bitrate;
 mod callback;
+pub(crate) mod demux;
 mod dispatch;
 mod io_loop;
 mod shared;
@@ -11,6 +12,7 @@ mod sink;
 pub(crate) mod video;
 mod workers;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -50,6 +52,9 @@ pub(crate) struct RuntimeInner {
     pub clock: AudioClock,
     pub crypto: Arc<CryptoProvider>,
     pub cert: DtlsCert,
+    /// Local addresses of the shared UDP sockets (empty: peers bind their own).
+    pub shared_udp: Vec<SocketAddr>,
+    udp_counters: Arc<demux::DemuxCounters>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -72,9 +77,23 @@ impl Runtime {
         threads.extend(ts);
         let (clock, t) = AudioClock::start(workers.clone())?;
         threads.push(t);
+        let mut shared_sockets = match cfg.udp_addr {
+            Some(addr) => bind_shared(addr)?,
+            None => Vec::new(),
+        };
+        let shared_udp = shared_sockets
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let udp_counters = Arc::new(demux::DemuxCounters::default());
         let mut io = Vec::new();
         for i in 0..cfg.io_threads {
-            let (handle, t) = io_loop::spawn(i, dispatcher.clone())?;
+            // The shared sockets live on the first I/O thread, with every peer using them.
+            let shared = SharedUdp {
+                sockets: std::mem::take(&mut shared_sockets),
+                counters: udp_counters.clone(),
+            };
+            let (handle, t) = io_loop::spawn(i, dispatcher.clone(), shared)?;
             io.push(handle);
             threads.push(t);
         }
@@ -87,6 +106,8 @@ impl Runtime {
                 clock,
                 crypto,
                 cert,
+                shared_udp,
+                udp_counters,
                 threads: Mutex::new(threads),
             }),
         })
@@ -128,15 +149,81 @@ impl Runtime {
             .sum()
     }
 
+    /// Counters of the shared UDP socket (all zero without `RuntimeConfig::udp_addr`).
+    pub fn stats(&self) -> RuntimeStats {
+        let c = &self.inner.udp_counters;
+        RuntimeStats {
+            udp_dropped_unknown_ufrag: c.dropped_unknown_ufrag.load(Ordering::Relaxed),
+            udp_dropped_unbound: c.dropped_unbound.load(Ordering::Relaxed),
+            udp_bindings: c.bindings.load(Ordering::Relaxed),
+            udp_bindings_evicted: c.bindings_evicted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The local addresses of the shared UDP sockets (empty when peers bind their own).
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.inner.shared_udp
+    }
+
     /// Number of peers currently held by this runtime's I/O threads.
     pub fn peer_count(&self) -> usize {
         self.inner.io.iter().map(|h| h.peer_count()).sum()
     }
 }
 
+/// Counters of a runtime's shared UDP socket (see [`Runtime::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RuntimeStats {
+    /// STUN checks from an unbound address naming no live peer's ufrag: dropped.
+    pub udp_dropped_unknown_ufrag: u64,
+    /// Other datagrams (DTLS, media, STUN responses, garbage) from an address bound to no
+    /// peer: dropped.
+    pub udp_dropped_unbound: u64,
+    /// Client addresses bound to a peer now.
+    pub udp_bindings: u64,
+    /// Bindings dropped: idle, or pushed out by the per-peer or table bound (a client
+    /// that is still there is bound again by its next check).
+    pub udp_bindings_evicted: u64,
+}
+
+/// The shared sockets an I/O thread serves (none on all but the first).
+pub(crate) struct SharedUdp {
+    pub sockets: Vec<std::net::UdpSocket>,
+    pub counters: Arc<demux::DemuxCounters>,
+}
+
+/// Binds the runtime's shared UDP socket(s): on the given IP, or, for an unspecified one,
+/// on every interface address a peer would bind (so the destination of each datagram, which
+/// str0m matches against our candidates, is the socket's own address).
+fn bind_shared(addr: SocketAddr) -> Result<Vec<std::net::UdpSocket>> {
+    let ips = if addr.ip().is_unspecified() {
+        crate::io::bind_addresses(&crate::config::PeerConfig::default())
+    } else {
+        vec![addr.ip()]
+    };
+    ips.into_iter()
+        .take(MAX_SOCKETS_PER_PEER)
+        .map(|ip| {
+            let at = SocketAddr::new(ip, addr.port());
+            let s = std::net::UdpSocket::bind(at).map_err(|e| {
+                Error::new(
+                    crate::error::ErrorKind::Io,
+                    format!("cannot bind the shared UDP socket on {at}: {e}"),
+                )
+            })?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })
+        .collect()
+}
+
 impl RuntimeInner {
-    /// The I/O thread for a new peer: round robin.
+    /// The I/O thread for a new peer: round robin, or the first when peers share its
+    /// UDP socket.
     pub fn pick_io_index(&self) -> usize {
+        if !self.shared_udp.is_empty() {
+            return 0;
+        }
         self.next_io.fetch_add(1, Ordering::Relaxed) % self.io.len()
     }
 }

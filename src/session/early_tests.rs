@@ -12,8 +12,11 @@ use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 use crate::limits;
+use crate::runtime::demux::{Demux, DemuxCounters};
 
 /// A server session, a str0m client (DTLS client, ICE controlling, like every Pipecat
 /// client) and a network that can hold back the client's STUN responses.
@@ -28,6 +31,8 @@ struct Net {
     /// Extra delay of the client's STUN success responses (the answers to our checks).
     response_delay: Duration,
     client_open: Option<Instant>,
+    /// The shared-UDP-port demultiplexer in front of the server (slot 0), when set.
+    demux: Option<Demux>,
 }
 
 impl Net {
@@ -61,6 +66,7 @@ impl Net {
             to_server: VecDeque::new(),
             response_delay,
             client_open: None,
+            demux: None,
         }
     }
 
@@ -90,13 +96,24 @@ impl Net {
         while let Some((at, data)) = self.to_server.pop_front() {
             if at <= self.now {
                 let (src, dst) = (self.client_addr, self.server_addr);
-                self.server.handle_datagram(self.now, src, dst, &data);
+                match self.demux.as_mut() {
+                    Some(d) => {
+                        let server = &mut self.server;
+                        d.feed(self.now, src, dst, &data, |slot| {
+                            (slot == 0).then_some(server)
+                        });
+                    }
+                    None => self.server.handle_datagram(self.now, src, dst, &data),
+                }
             } else {
                 later.push_back((at, data));
             }
         }
         self.to_server = later;
         while let Some(t) = self.server.poll_transmit() {
+            if let Some(d) = self.demux.as_mut() {
+                d.note_sent(0, t.destination, &t.contents, self.now);
+            }
             let contents = (&t.contents[..]).try_into().unwrap();
             let input = Input::Receive(
                 self.now,
@@ -151,6 +168,32 @@ fn dtls_before_our_check_succeeds_is_not_lost() {
         took < Duration::from_millis(500),
         "channel open after {took:?}: the first flight was lost; {stats:?}"
     );
+}
+
+#[test]
+fn dtls_before_our_check_succeeds_is_not_lost_behind_a_shared_port() {
+    // The same race with the server behind the shared UDP port's demultiplexer: the
+    // client's address is bound by its authenticated check, so its ClientHello reaches the
+    // session (and is accepted early) although str0m has not accepted the pair yet.
+    let mut net = Net::new(Duration::from_millis(40));
+    let counters = Arc::new(DemuxCounters::default());
+    let mut demux = Demux::new(counters.clone());
+    assert!(demux.set_ufrag(0, &net.server.local_ufrag()));
+    net.demux = Some(demux);
+    let took = net.open_within(Duration::from_secs(3));
+    let stats = net.server.stats().clone();
+    assert!(stats.early_delivered >= 1, "no race: {stats:?}");
+    assert_eq!(stats.early_dropped, 0, "{stats:?}");
+    assert!(
+        took < Duration::from_millis(500),
+        "open after {took:?}; {stats:?}"
+    );
+    assert_eq!(
+        net.demux.as_ref().unwrap().slot_of(net.client_addr),
+        Some(0)
+    );
+    assert_eq!(counters.dropped_unbound.load(Ordering::Relaxed), 0);
+    assert_eq!(counters.dropped_unknown_ufrag.load(Ordering::Relaxed), 0);
 }
 
 #[test]

@@ -435,6 +435,25 @@ impl Session {
         }
     }
 
+    /// Our local ICE ufrag: what a client's checks name in their USERNAME.
+    pub fn local_ufrag(&mut self) -> String {
+        self.rtc.direct_api().local_ice_credentials().ufrag
+    }
+
+    /// Gives this session fresh local ICE credentials (before its answer is made: a
+    /// shared UDP socket needs every peer's ufrag to be unique).
+    pub fn renew_local_credentials(&mut self) {
+        self.rtc
+            .direct_api()
+            .set_local_ice_credentials(str0m::IceCreds::new());
+    }
+
+    /// Whether `source` has sent this session a STUN check that passed str0m's integrity
+    /// check (it is this peer's client).
+    pub fn has_checked(&self, source: SocketAddr) -> bool {
+        self.early.is_checked(source)
+    }
+
     /// Counts a datagram the I/O layer dropped before it reached the session.
     pub fn count_dropped_datagram(&mut self) {
         self.stats.datagrams_dropped += 1;
