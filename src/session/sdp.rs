@@ -67,6 +67,16 @@ pub fn parse_offer(sdp: &str) -> Result<(SdpOffer, Vec<MediaLine>)> {
     }
     let offer = SdpOffer::from_sdp_string(&text)
         .map_err(|e| Error::new(ErrorKind::InvalidSdp, format!("unparsable SDP offer: {e}")))?;
+    // The m-lines as str0m read them: on garbage (a second session mixed in, say) its
+    // parser may keep other lines than a line scan does, and the receivers must follow
+    // the lines str0m answers.
+    let lines = media_lines(&offer.to_sdp_string());
+    if lines.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidSdp,
+            "the SDP offer has no m-lines",
+        ));
+    }
     Ok((offer, lines))
 }
 
