@@ -93,8 +93,16 @@ pub fn offer(data: &[u8]) {
             ..SessionConfig::default()
         },
     );
-    let Ok(answer) = session.accept_offer(&text, Instant::now()) else {
-        return;
+    let answer = match session.accept_offer(&text, Instant::now()) {
+        Ok(answer) => answer,
+        Err(e) => {
+            // Our checks must refuse what the WebRTC stack cannot take, before it asserts.
+            assert!(
+                !e.to_string().contains("could not apply"),
+                "str0m panicked on an offer our checks let through:\n{text}"
+            );
+            return;
+        }
     };
     ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (_, offered) = sdp::parse_offer(&text).expect("an accepted offer parses");

@@ -230,11 +230,28 @@ impl Session {
                 "the offer has no audio m-line (Pipecat clients always send one)",
             ));
         }
-        let answer = self
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| Error::new(ErrorKind::InvalidSdp, format!("offer rejected: {e}")))?;
+        // str0m asserts on some malformed offers (a payload type reused across m-lines
+        // with another codec, found by fuzzing) instead of returning an error. A panic here
+        // would take the whole I/O thread down with every peer on it: catch it, and close
+        // this session, whose state is unknown after it.
+        let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.rtc.sdp_api().accept_offer(offer)
+        }));
+        let answer = match accepted {
+            Ok(r) => {
+                r.map_err(|e| Error::new(ErrorKind::InvalidSdp, format!("offer rejected: {e}")))?
+            }
+            Err(_) => {
+                warn!("the WebRTC stack failed on an offer; closing the session");
+                // Not `close`: that would drive the same Rtc again.
+                self.life.close();
+                self.pending_out.clear();
+                return Err(Error::new(
+                    ErrorKind::InvalidSdp,
+                    "offer rejected: the WebRTC stack could not apply it",
+                ));
+            }
+        };
         // Receiver 0 is the first audio m-line, 1 and 2 the first two video ones (camera,
         // screen). For Pipecat's clients (audio first) that is their m-line positions,
         // which their trackStatus indexes follow; a WHIP/WHEP offer may have no audio.

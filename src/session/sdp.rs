@@ -65,6 +65,7 @@ pub fn parse_offer(sdp: &str) -> Result<(SdpOffer, Vec<MediaLine>)> {
             "the SDP offer has no m-lines",
         ));
     }
+    check_payload_types(&text)?;
     let offer = SdpOffer::from_sdp_string(&text)
         .map_err(|e| Error::new(ErrorKind::InvalidSdp, format!("unparsable SDP offer: {e}")))?;
     // The m-lines as str0m read them: on garbage (a second session mixed in, say) its
@@ -78,6 +79,38 @@ pub fn parse_offer(sdp: &str) -> Result<(SdpOffer, Vec<MediaLine>)> {
         ));
     }
     Ok((offer, lines))
+}
+
+/// Refuses a payload type mapped (`a=rtpmap`) in m-lines of different kinds, or to two
+/// codecs: bundled m-lines share one payload type space (RFC 8843 §7.5), and str0m asserts
+/// instead of returning an error on such offers.
+fn check_payload_types(text: &str) -> Result<()> {
+    let mut seen: std::collections::HashMap<&str, (&str, &str)> = Default::default();
+    let mut kind = "";
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("m=") {
+            kind = rest.split(' ').next().unwrap_or("");
+        } else if let Some(rest) = line.strip_prefix("a=rtpmap:") {
+            let mut it = rest.splitn(2, ' ');
+            let (pt, codec) = (it.next().unwrap_or(""), it.next().unwrap_or("").trim());
+            match seen.get(pt) {
+                Some(&(k, c)) if k != kind || !c.eq_ignore_ascii_case(codec) => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidSdp,
+                        format!(
+                            "payload type {pt} is {c} in an {k} m-line and {codec} in an \
+                             {kind} m-line (bundled m-lines share payload types)"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(pt, (kind, codec));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Repeats the ICE candidates of the first m-section that has any in every later m-section
