@@ -22,9 +22,10 @@ use smallwebrtc::{Peer, PeerState};
 const T: Duration = Duration::from_secs(15);
 /// No connect may come near the 1 s of a lost first DTLS flight (OpenSSL's retransmission).
 const CONNECT_BAR: Duration = Duration::from_millis(500);
-/// Connects of 50 that may fail on libdatachannel's fingerprint race (2–8 % of connects
-/// on a busy 2-core machine) and be retried.
-const MAX_RACES: u32 = 10;
+/// Attempts that may fail on libdatachannel's fingerprint race and be retried over the 50
+/// connects (2–8 % of attempts on a busy 2-core machine): a bound on the client's bug, loose
+/// so that it does not make the test flaky, tight enough to notice if it became the rule.
+const MAX_RACES: u32 = 20;
 
 fn echo_server() -> Server {
     let cfg = ServerConfig {

@@ -45,6 +45,9 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// After closing the data channel, how long the peer connection stays up for the stream
 /// reset to go out before the connection itself is closed.
 const CLOSE_GRACE: Duration = Duration::from_millis(50);
+/// Attempts after the first lost to libdatachannel's fingerprint race (each loses with a
+/// few percent chance, so five in a row practically never).
+const MAX_RETRIES: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LdcEvent {
@@ -179,7 +182,7 @@ pub struct Connected {
     pub races: u32,
 }
 
-/// Connects a new peer to `server`, again (up to 3 attempts) only when an attempt failed on
+/// Connects a new peer to `server`, again (up to 5 attempts) only when an attempt failed on
 /// libdatachannel's own race: `rtcSetRemoteDescription` hands the answer to the ICE agent
 /// (which, holding our early checks, connects at once and starts DTLS on its thread) before
 /// it stores the answer for the fingerprint check, so a server that answers the ClientHello
@@ -199,7 +202,7 @@ pub fn connect_retrying(server: SocketAddr, within: Duration) -> Result<Connecte
                     races,
                 })
             }
-            Err(e) if fingerprint_races() > before && races < 2 => {
+            Err(e) if fingerprint_races() > before && races < MAX_RETRIES => {
                 eprintln!("libdatachannel rejected our certificate before storing the answer ({e}); again");
                 races += 1;
             }
@@ -611,12 +614,12 @@ impl LdcPeer {
             let _ = t.join();
         }
         unsafe { sys::rtcClose(self.dc) };
-        // Let the stream reset leave before the association goes (the channel's own closed
-        // callback marks the reset done).
-        let end = Instant::now() + CLOSE_GRACE;
-        while self.is_open() && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        // The channel reports closed at once, but the stream reset leaves on usrsctp's
+        // thread; closing the connection right away can tear the transport down before it
+        // (upstream libdatachannel sends no DTLS close_notify either, unlike Pipecat's patched
+        // build), and the server would only notice at its consent timeout. So the connection
+        // stays up a moment for the reset to go out.
+        std::thread::sleep(CLOSE_GRACE);
         unsafe { sys::rtcClosePeerConnection(self.pc) };
     }
 }
