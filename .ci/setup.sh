@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks to build smallwebrtc: cmake and nasm for the
-# bundled codecs (Opus, OpenH264), libvpx for VP8, pkg-config and a C compiler.
+# bundled codecs (Opus, OpenH264), libvpx for VP8, pkg-config and a C compiler; and, for the
+# libdatachannel test peer (a dev-dependency, so cargo builds it for the examples too),
+# OpenSSL's headers and libclang (bindgen).
 # With --tests, also what the tests need: iproute2 (network namespaces), a Python venv
 # with aiortc, a venv with Pipecat for the Python binding tests (.venv-pyx), Debian's
 # Chromium with the npm packages of the browser tests, and GStreamer's WebRTC stack for
@@ -18,6 +20,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v cc >/dev/null || need+=(gcc)
 command -v c++ >/dev/null || need+=(g++)
 pkg-config --exists vpx 2>/dev/null || need+=(libvpx-dev)
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q "ok installed" || need+=(libclang-dev)
 if $tests; then
     command -v ip >/dev/null || need+=(iproute2)
     command -v unshare >/dev/null || need+=(util-linux)
