@@ -3,7 +3,7 @@
 # bundled codecs (Opus, OpenH264), libvpx for VP8, pkg-config and a C compiler; and, for the
 # libdatachannel test peer (a dev-dependency, so cargo builds it for the examples too),
 # OpenSSL's headers and libclang (bindgen).
-# With --tests, also what the tests need: iproute2 (network namespaces), a Python venv
+# With --tests, also what the tests need: cargo-c (the install test), iproute2 (network namespaces), a Python venv
 # with aiortc, a venv with Pipecat for the Python binding tests (.venv-pyx), Debian's
 # Chromium with the npm packages of the browser tests, and GStreamer's WebRTC stack for
 # Debian's python3 (tests/whip_gstreamer.rs).
@@ -44,6 +44,12 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 if $tests; then
+    # cargo-c, for the install test (`cargo cinstall`): Debian's is too old for this cargo,
+    # and 0.10.24 is the newest that builds with rustc 1.95.
+    if ! cargo cinstall --version >/dev/null 2>&1; then
+        echo "setup: installing cargo-c (builds for a few minutes)" >&2
+        cargo install cargo-c@0.10.24 --locked --quiet
+    fi
     bash "$ROOT/.ci/setup-python.sh"
     bash "$ROOT/.ci/setup-pipecat.sh"
     if [ -f "$ROOT/.ci/setup-browser.sh" ]; then
