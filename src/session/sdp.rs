@@ -78,6 +78,14 @@ pub fn parse_offer(sdp: &str) -> Result<(SdpOffer, Vec<MediaLine>)> {
             "the SDP offer has no m-lines",
         ));
     }
+    // str0m leaves an m-line of a kind it does not know out of its answer, which a client
+    // would refuse (an answer has every m-line of its offer): refuse the offer instead.
+    if let Some(i) = lines.iter().position(|l| l.kind == LineKind::Other) {
+        return Err(Error::new(
+            ErrorKind::InvalidSdp,
+            format!("m-line {} is neither audio, video nor application", i + 1),
+        ));
+    }
     Ok((offer, lines))
 }
 
