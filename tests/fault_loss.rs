@@ -16,7 +16,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::faults::serve;
+use common::faults::{expect_messages_back_in_order, round_trips, serve};
 use common::impair::{Dir, Impairment};
 use serde_json::json;
 use smallwebrtc::PeerState;
@@ -63,19 +63,8 @@ fn echo_through(imp: Impairment, down: Impairment, min_back: f64) -> Vec<f64> {
         std::thread::sleep(Duration::from_millis(300));
     }
     let lat = client.latency(false);
-    for i in 0..sent_msgs {
-        let text = format!("msg-{i:03}-end");
-        let back = client.wait_message(T, |m| m.contains("msg-"));
-        assert!(
-            back.contains(&text),
-            "expected {text} back next, got {back}"
-        );
-    }
-    let rtts: Vec<f64> = lat["rtts_ms"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-        .unwrap_or_default();
-    let sent = lat["bursts_sent"].as_u64().unwrap_or(0);
+    expect_messages_back_in_order(&mut client, sent_msgs, T);
+    let (rtts, sent) = round_trips(&lat);
     let (up, dn) = (path.relay.counters(Dir::Up), path.relay.counters(Dir::Down));
     eprintln!("{imp:?}\n  {sent_msgs} messages; latency {lat}\n  up {up:?}\n  down {dn:?}");
 

@@ -80,3 +80,25 @@ pub fn wait_state(peer: &Peer, state: PeerState, within: Duration) -> Option<Ins
     }
     None
 }
+
+/// Waits for the `n` messages `msg-000-end`, `msg-001-end`, … the client sent to come back
+/// from the echo, in order.
+pub fn expect_messages_back_in_order(client: &mut AiortcPeer, n: usize, within: Duration) {
+    for i in 0..n {
+        let text = format!("msg-{i:03}-end");
+        let back = client.wait_message(within, |m| m.contains("msg-"));
+        assert!(
+            back.contains(&text),
+            "expected {text} back next, got {back}"
+        );
+    }
+}
+
+/// The round trips (ms) and bursts sent of an aiortc `latency` report.
+pub fn round_trips(lat: &Value) -> (Vec<f64>, u64) {
+    let rtts = lat["rtts_ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    (rtts, lat["bursts_sent"].as_u64().unwrap_or(0))
+}
