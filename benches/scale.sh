@@ -96,6 +96,10 @@ stop_server() {
 }
 trap stop_server EXIT
 
+# Every generated session comes from 127.0.0.1: lift our servers' live-peer caps (256 overall,
+# 32 per source address by default) above the largest ramp step.
+PEER_CAPS=(--max-peers 4000 --max-peers-per-source 4000)
+
 # run_one LABEL PORT COMMAND...: starts the server on core 0, ramps it from core 1.
 run_one() {
     local label=$1 port=$2
@@ -128,7 +132,8 @@ run_one() {
 }
 
 if want smallwebrtc; then
-    run_one smallwebrtc "$OUR_PORT" "$ECHO" --addr "127.0.0.1:$OUR_PORT" --no-rtvi
+    run_one smallwebrtc "$OUR_PORT" "$ECHO" --addr "127.0.0.1:$OUR_PORT" --no-rtvi \
+        "${PEER_CAPS[@]}"
 fi
 if want pipecat; then
     run_one pipecat "$PIPECAT_PORT" "$VENV/bin/python" benches/pipecat_echo_bot.py \
@@ -139,7 +144,7 @@ if want pipecat-swrtc; then
     run_one pipecat-swrtc "$PIPECAT_SWRTC_PORT" env PYTHONPATH=python \
         SMALLWEBRTC_LIB=target/release/libsmallwebrtc.so "$VENV/bin/python" \
         python/examples/pipecat_echo_bot.py --addr "127.0.0.1:$PIPECAT_SWRTC_PORT" --no-video \
-        --no-rtvi
+        --no-rtvi "${PEER_CAPS[@]}"
 fi
 
 # --- the table -------------------------------------------------------------------------------

@@ -9,7 +9,9 @@
 //! `--esp32` (compact answers for pipecat-esp32), `--esp32-host IP` (only that address's
 //! candidates in ESP32 answers), `--no-rtvi`, `--udp-port PORT` (every peer on that one UDP
 //! port, on the `--addr` IP when it is loopback, else on every interface; without it each
-//! peer binds a port of its own). `RUST_LOG=info` shows each peer's states.
+//! peer binds a port of its own), `--max-peers N` and `--max-peers-per-source N` (live peers
+//! overall and per client address; defaults 256 and 32; load tests from one address need
+//! more). `RUST_LOG=info` shows each peer's states.
 //!
 //! On SIGINT (Ctrl-C) or SIGTERM it shuts down gracefully: every connected client gets
 //! `peerLeft`, SCTP shutdown and DTLS close_notify (within 1 s), then the process exits.
@@ -49,8 +51,13 @@ fn main() {
             "--single" => cfg.mode = ConnectionMode::Single,
             "--no-rtvi" => rtvi = false,
             "--udp-port" => udp_port = Some(parse(&value("--udp-port"), "--udp-port")),
+            "--max-peers" => cfg.limits.max_peers = parse(&value("--max-peers"), "--max-peers"),
+            "--max-peers-per-source" => {
+                cfg.limits.max_peers_per_source =
+                    parse(&value("--max-peers-per-source"), "--max-peers-per-source")
+            }
             "-h" | "--help" => {
-                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT]");
+                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT] [--max-peers N] [--max-peers-per-source N]");
                 return;
             }
             other => {

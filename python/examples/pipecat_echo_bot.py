@@ -34,7 +34,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.transports.base_transport import TransportParams
 from pipecat.workers.runner import WorkerRunner
 
-from smallwebrtc import PeerConfig, ServerConfig
+from smallwebrtc import PeerConfig, ServerConfig, ServerLimits
 from smallwebrtc.pipecat import SmallWebRTCConnection, SmallWebRTCServer, SmallWebRTCTransport
 
 SAMPLE_RATE = 48_000  # in and out, as our Rust echo example: nothing resamples
@@ -104,13 +104,18 @@ async def main():
     p.add_argument("--no-rtvi", action="store_true")
     p.add_argument("--stdin", action="store_true", help="stop when stdin closes")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--max-peers", type=int, help="live peers (default: the library's, 256)")
+    p.add_argument("--max-peers-per-source", type=int,
+                   help="live peers from one address (default: the library's, 32)")
     args = p.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="DEBUG" if args.verbose else "WARNING")
     video = not args.no_video
     config = ServerConfig(addr=args.addr, peer=PeerConfig(
         audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE,
-        video_in_enabled=video, video_out_enabled=video))
+        video_in_enabled=video, video_out_enabled=video),
+        limits=ServerLimits(max_peers=args.max_peers,
+                            max_peers_per_source=args.max_peers_per_source))
     server = SmallWebRTCServer(lambda c: run_bot(c, video, not args.no_rtvi), config)
     await server.start()
     print(f"open {server.url}/", flush=True)

@@ -3,7 +3,7 @@ implementation). See python/README.md; the library is found as ``_lib`` describe
 
 from ._lib import lib as _cdll
 from .peer import Peer
-from .server import NewPeer, Runtime, Server, ServerConfig
+from .server import NewPeer, Runtime, Server, ServerConfig, ServerLimits
 from .types import (
     AudioFrame,
     AudioStats,
@@ -23,7 +23,7 @@ from .types import (
 
 __all__ = [
     "AudioFrame", "AudioStats", "Event", "MessageEvent", "NewPeer", "Peer", "PeerConfig",
-    "PeerState", "PeerStats", "Result", "Runtime", "Server", "ServerConfig",
+    "PeerState", "PeerStats", "Result", "Runtime", "Server", "ServerConfig", "ServerLimits",
     "SmallWebRTCError", "StateEvent", "TrackStatusEvent", "VideoFrame", "VideoSource",
     "VideoStats", "library_version",
 ]

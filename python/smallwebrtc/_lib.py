@@ -81,6 +81,20 @@ class ServerConfig(Structure):
         ("http_threads", c_uint32),
         ("pc_id_name", c_char_p),
         ("serve_page", c_bool),
+        ("http_head_timeout_ms", c_uint32),
+        ("http_body_timeout_ms", c_uint32),
+        ("http_idle_timeout_ms", c_uint32),
+        ("http_write_timeout_ms", c_uint32),
+        ("max_headers", c_uint32),
+        ("max_head_bytes", c_uint32),
+        ("max_connections", c_uint32),
+        ("max_connections_per_source", c_uint32),
+        ("max_offer_m_lines", c_uint32),
+        ("max_remote_candidates", c_uint32),
+        ("max_peers", c_uint32),
+        ("max_peers_per_source", c_uint32),
+        ("max_connecting_peers", c_uint32),
+        ("max_connecting_peers_per_source", c_uint32),
     ]
 
 

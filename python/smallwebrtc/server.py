@@ -41,6 +41,28 @@ class Runtime:
 
 
 @dataclass
+class ServerLimits:
+    """The server's HTTP and peer bounds (the ``SwrtcServerConfig`` limit fields). ``None``
+    keeps the library's default; see the C header for each default and what happens past
+    it (431, 503 with Retry-After, ...)."""
+
+    http_head_timeout_ms: Optional[int] = None
+    http_body_timeout_ms: Optional[int] = None
+    http_idle_timeout_ms: Optional[int] = None
+    http_write_timeout_ms: Optional[int] = None
+    max_headers: Optional[int] = None
+    max_head_bytes: Optional[int] = None
+    max_connections: Optional[int] = None
+    max_connections_per_source: Optional[int] = None
+    max_offer_m_lines: Optional[int] = None
+    max_remote_candidates: Optional[int] = None
+    max_peers: Optional[int] = None
+    max_peers_per_source: Optional[int] = None
+    max_connecting_peers: Optional[int] = None
+    max_connecting_peers_per_source: Optional[int] = None
+
+
+@dataclass
 class ServerConfig:
     """Settings of a signalling server (SwrtcServerConfig); ``peer`` is used for every peer
     it creates."""
@@ -55,6 +77,7 @@ class ServerConfig:
     http_threads: int = 4
     pc_id_name: Optional[str] = None
     serve_page: bool = True
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 @dataclass
@@ -102,6 +125,9 @@ class Server:
         out.c.http_threads = c.http_threads
         out.c.pc_id_name = s(c.pc_id_name)
         out.c.serve_page = c.serve_page
+        for name, value in vars(c.limits).items():
+            if value is not None:
+                setattr(out.c, name, value)
         cbs = None
         self._keep: list = []
         if on_peer is not None:

@@ -9,9 +9,12 @@ callbacks that never reach C. Run by tests/python_bindings.rs; prints
 
 import asyncio
 import fractions
+import json
 import logging
 import math
 import sys
+import urllib.error
+import urllib.request
 
 import aioice.ice
 import numpy as np
@@ -184,7 +187,43 @@ async def main() -> None:
     except swrtc.SmallWebRTCError as e:
         assert e.code == swrtc.Result.CLOSED
     await pc.close()
+    await server_limits()
     print(f"test_peer: all passed (library {swrtc.library_version()})")
+
+
+async def server_limits() -> None:
+    """ServerLimits reach the server: one connecting peer per address, so a second offer
+    from the same address gets 503; a zero limit is refused with a clear error."""
+    pc = RTCPeerConnection()
+    pc.addTrack(Tone(440))
+    await pc.setLocalDescription(await pc.createOffer())
+    body = json.dumps({"sdp": pc.localDescription.sdp, "type": "offer"}).encode()
+    cfg = swrtc.ServerConfig(addr="127.0.0.1:0", limits=swrtc.ServerLimits(
+        max_connecting_peers_per_source=1, max_peers_per_source=1))
+    server = swrtc.Server(cfg)
+
+    def post() -> int:
+        req = urllib.request.Request(f"{server.url}/api/offer", data=body,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        assert await off_loop(post) == 200
+        assert await off_loop(post) == 503
+    finally:
+        server.close()
+        await pc.close()
+    try:
+        swrtc.Server(swrtc.ServerConfig(addr="127.0.0.1:0",
+                                        limits=swrtc.ServerLimits(max_peers=0)))
+        raise AssertionError("a zero max_peers was accepted")
+    except swrtc.SmallWebRTCError as e:
+        assert e.code == swrtc.Result.INVALID_ARGUMENT and "max_peers" in str(e), e
+    print("server limits: a second offer from one address gets 503; zero is refused")
 
 
 if __name__ == "__main__":
