@@ -9,7 +9,8 @@
 //! `--esp32` (compact answers for pipecat-esp32), `--esp32-host IP` (only that address's
 //! candidates in ESP32 answers), `--no-rtvi`, `--udp-port PORT` (every peer on that one UDP
 //! port, on the `--addr` IP when it is loopback, else on every interface; without it each
-//! peer binds a port of its own). `RUST_LOG=info` shows each peer's states.
+//! peer binds a port of its own), `--tcp-port PORT` (ICE over TCP on that port, same IP
+//! choice, for clients whose UDP is blocked). `RUST_LOG=info` shows each peer's states.
 //!
 //! On SIGINT (Ctrl-C) or SIGTERM it shuts down gracefully: every connected client gets
 //! `peerLeft`, SCTP shutdown and DTLS close_notify (within 1 s), then the process exits.
@@ -34,6 +35,7 @@ fn main() {
     };
     let mut rtvi = true;
     let mut udp_port: Option<u16> = None;
+    let mut tcp_port: Option<u16> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -49,8 +51,9 @@ fn main() {
             "--single" => cfg.mode = ConnectionMode::Single,
             "--no-rtvi" => rtvi = false,
             "--udp-port" => udp_port = Some(parse(&value("--udp-port"), "--udp-port")),
+            "--tcp-port" => tcp_port = Some(parse(&value("--tcp-port"), "--tcp-port")),
             "-h" | "--help" => {
-                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT]");
+                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT] [--tcp-port PORT]");
                 return;
             }
             other => {
@@ -59,20 +62,21 @@ fn main() {
             }
         }
     }
-    if let Some(port) = udp_port {
+    if udp_port.is_some() || tcp_port.is_some() {
         let ip = match cfg.peer.bind_ip {
             Some(ip) => ip,
             None if cfg.addr.ip().is_loopback() => cfg.addr.ip(),
             None => std::net::Ipv4Addr::UNSPECIFIED.into(),
         };
         let rt = Runtime::new(RuntimeConfig {
-            udp_addr: Some(SocketAddr::new(ip, port)),
+            udp_addr: udp_port.map(|port| SocketAddr::new(ip, port)),
+            tcp_addr: tcp_port.map(|port| SocketAddr::new(ip, port)),
             ..RuntimeConfig::default()
         });
         match rt {
             Ok(rt) => cfg.runtime = Some(rt),
             Err(e) => {
-                eprintln!("cannot bind UDP port {port}: {e}");
+                eprintln!("cannot bind the UDP or TCP port: {e}");
                 std::process::exit(1);
             }
         }
@@ -94,7 +98,12 @@ fn main() {
     );
     if let Some(rt) = &udp_runtime {
         let addrs: Vec<String> = rt.udp_addrs().iter().map(|a| a.to_string()).collect();
-        println!("every peer on UDP {}", addrs.join(" "));
+        if !addrs.is_empty() {
+            println!("every peer on UDP {}", addrs.join(" "));
+        }
+        if let Some(tcp) = rt.tcp_addr() {
+            println!("ICE-TCP on {tcp}");
+        }
     }
     let signal = wait_for_stop_signal(&stop_signals);
     let closed = server.shutdown(Duration::from_secs(1));
