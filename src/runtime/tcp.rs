@@ -494,3 +494,31 @@ fn checked<E: std::fmt::Display>(
 ) -> Result<Candidate> {
     c.map_err(|e| Error::invalid(format!("bad ICE-TCP address {addr}: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passive_candidates_for_each_address_and_the_public_one() {
+        let ips: Vec<IpAddr> = vec!["10.0.0.5".parse().unwrap(), "10.1.0.5".parse().unwrap()];
+        let public = Some("203.0.113.7".parse().unwrap());
+        let listen: SocketAddr = "0.0.0.0:3478".parse().unwrap();
+        let c: Vec<String> = candidates(listen, &ips, public)
+            .unwrap()
+            .iter()
+            .map(Candidate::to_sdp_string)
+            .collect();
+        assert_eq!(c.len(), 4, "{c:?}");
+        assert!(c[0].contains(" tcp ") && c[0].contains("10.0.0.5 3478 typ host tcptype passive"));
+        assert!(c[1].contains("203.0.113.7 3478 typ srflx") && c[1].ends_with("tcptype passive"));
+        assert!(
+            c[2].contains("10.1.0.5 3478 typ host tcptype passive"),
+            "{c:?}"
+        );
+        // A listener on one IP offers only that one.
+        let one = candidates("10.0.0.5:4000".parse().unwrap(), &ips, None).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].addr(), "10.0.0.5:4000".parse().unwrap());
+    }
+}
