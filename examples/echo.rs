@@ -9,9 +9,10 @@
 //! `--esp32` (compact answers for pipecat-esp32), `--esp32-host IP` (only that address's
 //! candidates in ESP32 answers), `--no-rtvi`, `--udp-port PORT` (every peer on that one UDP
 //! port, on the `--addr` IP when it is loopback, else on every interface; without it each
-//! peer binds a port of its own), `--max-peers N` and `--max-peers-per-source N` (live peers
-//! overall and per client address; defaults 256 and 32; load tests from one address need
-//! more). `RUST_LOG=info` shows each peer's states.
+//! peer binds a port of its own), `--tcp-port PORT` (ICE over TCP on that port, same IP
+//! choice, for clients whose UDP is blocked), `--max-peers N` and `--max-peers-per-source N`
+//! (live peers overall and per client address; defaults 256 and 32; load tests from one
+//! address need more). `RUST_LOG=info` shows each peer's states.
 //!
 //! On SIGINT (Ctrl-C) or SIGTERM it shuts down gracefully: every connected client gets
 //! `peerLeft`, SCTP shutdown and DTLS close_notify (within 1 s), then the process exits.
@@ -36,6 +37,7 @@ fn main() {
     };
     let mut rtvi = true;
     let mut udp_port: Option<u16> = None;
+    let mut tcp_port: Option<u16> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -51,13 +53,14 @@ fn main() {
             "--single" => cfg.mode = ConnectionMode::Single,
             "--no-rtvi" => rtvi = false,
             "--udp-port" => udp_port = Some(parse(&value("--udp-port"), "--udp-port")),
+            "--tcp-port" => tcp_port = Some(parse(&value("--tcp-port"), "--tcp-port")),
             "--max-peers" => cfg.limits.max_peers = parse(&value("--max-peers"), "--max-peers"),
             "--max-peers-per-source" => {
                 cfg.limits.max_peers_per_source =
                     parse(&value("--max-peers-per-source"), "--max-peers-per-source")
             }
             "-h" | "--help" => {
-                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT] [--max-peers N] [--max-peers-per-source N]");
+                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT] [--tcp-port PORT] [--max-peers N] [--max-peers-per-source N]");
                 return;
             }
             other => {
@@ -66,20 +69,21 @@ fn main() {
             }
         }
     }
-    if let Some(port) = udp_port {
+    if udp_port.is_some() || tcp_port.is_some() {
         let ip = match cfg.peer.bind_ip {
             Some(ip) => ip,
             None if cfg.addr.ip().is_loopback() => cfg.addr.ip(),
             None => std::net::Ipv4Addr::UNSPECIFIED.into(),
         };
         let rt = Runtime::new(RuntimeConfig {
-            udp_addr: Some(SocketAddr::new(ip, port)),
+            udp_addr: udp_port.map(|port| SocketAddr::new(ip, port)),
+            tcp_addr: tcp_port.map(|port| SocketAddr::new(ip, port)),
             ..RuntimeConfig::default()
         });
         match rt {
             Ok(rt) => cfg.runtime = Some(rt),
             Err(e) => {
-                eprintln!("cannot bind UDP port {port}: {e}");
+                eprintln!("cannot bind the UDP or TCP port: {e}");
                 std::process::exit(1);
             }
         }
@@ -101,7 +105,12 @@ fn main() {
     );
     if let Some(rt) = &udp_runtime {
         let addrs: Vec<String> = rt.udp_addrs().iter().map(|a| a.to_string()).collect();
-        println!("every peer on UDP {}", addrs.join(" "));
+        if !addrs.is_empty() {
+            println!("every peer on UDP {}", addrs.join(" "));
+        }
+        if let Some(tcp) = rt.tcp_addr() {
+            println!("ICE-TCP on {tcp}");
+        }
     }
     let signal = wait_for_stop_signal(&stop_signals);
     let closed = server.shutdown(Duration::from_secs(1));

@@ -581,10 +581,28 @@ typedef struct SwrtcRuntimeConfig {
    * Port of the shared socket (0: any free port). Used only with `udp_shared`.
    */
   uint16_t udp_port;
+  /**
+   * ICE over TCP for clients whose UDP is blocked. Default false. True: the runtime
+   * listens on `tcp_ip`:`tcp_port` and every peer's answer also offers a passive TCP
+   * candidate there (all peers then live on the first I/O thread). Connections are
+   * routed to peers by their first authenticated STUN check; see `swrtc_runtime_stats`
+   * for what is refused and dropped.
+   */
+  bool tcp_enabled;
+  /**
+   * IP to listen on for ICE-TCP (NUL-terminated, copied), or NULL for every interface
+   * (each peer then offers its own interface addresses). Used only with `tcp_enabled`.
+   */
+  const char *tcp_ip;
+  /**
+   * ICE-TCP port (0: any free port). Used only with `tcp_enabled`.
+   */
+  uint16_t tcp_port;
 } SwrtcRuntimeConfig;
 
 /**
- * Counters of a runtime's shared UDP socket (all zero without `udp_shared`).
+ * Counters of a runtime's shared UDP socket (all zero without `udp_shared`) and ICE-TCP
+ * port.
  */
 typedef struct SwrtcRuntimeStats {
   /**
@@ -604,6 +622,44 @@ typedef struct SwrtcRuntimeStats {
    * a client still there is bound again by its next check.
    */
   uint64_t udp_bindings_evicted;
+  /**
+   * ICE-TCP connections open now (all ICE-TCP counters are zero without `tcp_enabled`).
+   */
+  uint64_t tcp_connections;
+  /**
+   * ICE-TCP connections accepted since the start.
+   */
+  uint64_t tcp_accepted;
+  /**
+   * ICE-TCP connections closed at once: over 1024 in total or 32 from one IP.
+   */
+  uint64_t tcp_refused;
+  /**
+   * ICE-TCP connections closed for sending no authenticated check within 5 s.
+   */
+  uint64_t tcp_check_timeouts;
+  /**
+   * ICE-TCP connections closed whose first check named no live peer's ICE ufrag.
+   */
+  uint64_t tcp_unknown_ufrag;
+  /**
+   * ICE-TCP connections closed for a bad frame (over 2000 bytes; not a STUN check
+   * before the connection was bound; repeated checks failing their integrity check).
+   */
+  uint64_t tcp_bad_frames;
+  /**
+   * Frames received on ICE-TCP connections and handed to a peer.
+   */
+  uint64_t tcp_frames_in;
+  /**
+   * Frames sent on ICE-TCP connections.
+   */
+  uint64_t tcp_frames_out;
+  /**
+   * Frames dropped on the way out: the connection's 64 KiB write buffer was full, or
+   * no connection to that address.
+   */
+  uint64_t tcp_frames_dropped;
 } SwrtcRuntimeStats;
 
 /**
@@ -1322,10 +1378,10 @@ enum SwrtcResult swrtc_runtime_config_default(struct SwrtcRuntimeConfig *cfg);
  * `swrtc_runtime_free` (peers created on it keep it alive until they are freed too).
  *
  * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip`),
- * `SWRTC_ERR_IO` (the shared UDP port is taken). Any thread.
+ * `SWRTC_ERR_IO` (the shared UDP port or the ICE-TCP port is taken). Any thread.
  *
  * # Safety
- * `cfg` is NULL or valid (its `udp_ip` NULL or NUL-terminated); `out` is valid for one
+ * `cfg` is NULL or valid (its `udp_ip` and `tcp_ip` NULL or NUL-terminated); `out` is valid for one
  * pointer write.
  */
 enum SwrtcResult swrtc_runtime_new(const struct SwrtcRuntimeConfig *cfg, struct SwrtcRuntime **out);
@@ -1349,7 +1405,7 @@ enum SwrtcResult swrtc_runtime_shutdown(const struct SwrtcRuntime *rt,
                                         uint32_t *closed_out);
 
 /**
- * Reads the counters of the runtime's shared UDP socket into `*out`.
+ * Reads the counters of the runtime's shared UDP socket and ICE-TCP port into `*out`.
  *
  * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `rt` or `out`). Any thread, also inside
  * callbacks (it reads atomics only).

@@ -117,6 +117,15 @@ pub struct RuntimeConfig {
     /// `port_max`, and all live on the first I/O thread. `None` (the default): each peer
     /// binds sockets of its own.
     pub udp_addr: Option<SocketAddr>,
+    /// ICE over TCP (RFC 6544, passive) for clients whose UDP is blocked: `Some(ip:port)`
+    /// listens there, and every peer's answer also offers a `tcptype passive` host
+    /// candidate on that port (and a server-reflexive one for `PeerConfig::public_ip`).
+    /// An unspecified IP listens on every interface and offers each peer's interface
+    /// addresses (see `PeerConfig::bind_ip`). Port 0: any free port. Connections are
+    /// routed to peers by their first STUN check, like the shared UDP port; all peers then
+    /// live on the first I/O thread. `None` (the default): UDP only. Browsers prefer UDP
+    /// when both work, so turning it on costs nothing on a good network.
+    pub tcp_addr: Option<SocketAddr>,
 }
 
 impl Default for RuntimeConfig {
@@ -125,6 +134,7 @@ impl Default for RuntimeConfig {
             io_threads: 1,
             worker_threads: 0,
             udp_addr: None,
+            tcp_addr: None,
         }
     }
 }

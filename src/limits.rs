@@ -167,3 +167,26 @@ pub const BINDING_STALE: Duration = Duration::from_secs(1);
 /// address not bound yet (routed by transaction id); past it the oldest is forgotten (its
 /// answer is then dropped and str0m's retransmission gets through once the client is bound).
 pub const MAX_PENDING_CHECKS: usize = 4096;
+
+// ICE over TCP (`RuntimeConfig::tcp_addr`, see `runtime::tcp`).
+
+/// TCP connections open on the ICE-TCP port, all clients together; past it new ones are
+/// accepted and closed at once (counted). A client uses one or two.
+pub const MAX_TCP_CONNECTIONS: usize = 1024;
+
+/// TCP connections open on the ICE-TCP port from one IP address (clients behind one NAT
+/// share it); past it new ones from that address are closed at once (counted).
+pub const MAX_TCP_CONNECTIONS_PER_IP: usize = 32;
+
+/// A TCP connection that has not sent an authenticated STUN check for one of our peers
+/// this long after it was accepted is closed (a browser sends its first check at once).
+pub const TCP_FIRST_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// STUN checks an unbound TCP connection may send that name a live peer but fail its
+/// integrity check; past it the connection is closed.
+pub const TCP_MAX_UNVERIFIED_CHECKS: u32 = 4;
+
+/// Bytes queued for one TCP connection the kernel would not take yet (about 0.5 s of
+/// audio and data at voice rates). A frame that does not fit is dropped whole, so the
+/// RFC 4571 framing stays intact; RTP copes with loss, DTLS and SCTP retransmit.
+pub const TCP_WRITE_BUFFER: usize = 64 * 1024;

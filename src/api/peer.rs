@@ -95,6 +95,14 @@ impl Peer {
         for &local in &local_addrs {
             candidates.extend(io::candidates_for(local, cfg.public_ip)?);
         }
+        if let Some(listen) = inner.tcp_addr {
+            let ips = io::bind_addresses(&cfg);
+            candidates.extend(crate::runtime::tcp::candidates(
+                listen,
+                &ips,
+                cfg.public_ip,
+            )?);
+        }
 
         let mut rtc_cfg = RtcConfig::new()
             .set_crypto_provider(inner.crypto.clone())

@@ -34,9 +34,21 @@ pub struct SwrtcRuntimeConfig {
     pub udp_ip: *const c_char,
     /// Port of the shared socket (0: any free port). Used only with `udp_shared`.
     pub udp_port: u16,
+    /// ICE over TCP for clients whose UDP is blocked. Default false. True: the runtime
+    /// listens on `tcp_ip`:`tcp_port` and every peer's answer also offers a passive TCP
+    /// candidate there (all peers then live on the first I/O thread). Connections are
+    /// routed to peers by their first authenticated STUN check; see `swrtc_runtime_stats`
+    /// for what is refused and dropped.
+    pub tcp_enabled: bool,
+    /// IP to listen on for ICE-TCP (NUL-terminated, copied), or NULL for every interface
+    /// (each peer then offers its own interface addresses). Used only with `tcp_enabled`.
+    pub tcp_ip: *const c_char,
+    /// ICE-TCP port (0: any free port). Used only with `tcp_enabled`.
+    pub tcp_port: u16,
 }
 
-/// Counters of a runtime's shared UDP socket (all zero without `udp_shared`).
+/// Counters of a runtime's shared UDP socket (all zero without `udp_shared`) and ICE-TCP
+/// port.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SwrtcRuntimeStats {
@@ -49,6 +61,26 @@ pub struct SwrtcRuntimeStats {
     /// Bindings dropped (idle 30 s, or over the bound of 4 per peer / 4096 per runtime);
     /// a client still there is bound again by its next check.
     pub udp_bindings_evicted: u64,
+    /// ICE-TCP connections open now (all ICE-TCP counters are zero without `tcp_enabled`).
+    pub tcp_connections: u64,
+    /// ICE-TCP connections accepted since the start.
+    pub tcp_accepted: u64,
+    /// ICE-TCP connections closed at once: over 1024 in total or 32 from one IP.
+    pub tcp_refused: u64,
+    /// ICE-TCP connections closed for sending no authenticated check within 5 s.
+    pub tcp_check_timeouts: u64,
+    /// ICE-TCP connections closed whose first check named no live peer's ICE ufrag.
+    pub tcp_unknown_ufrag: u64,
+    /// ICE-TCP connections closed for a bad frame (over 2000 bytes; not a STUN check
+    /// before the connection was bound; repeated checks failing their integrity check).
+    pub tcp_bad_frames: u64,
+    /// Frames received on ICE-TCP connections and handed to a peer.
+    pub tcp_frames_in: u64,
+    /// Frames sent on ICE-TCP connections.
+    pub tcp_frames_out: u64,
+    /// Frames dropped on the way out: the connection's 64 KiB write buffer was full, or
+    /// no connection to that address.
+    pub tcp_frames_dropped: u64,
 }
 
 /// Fills `cfg` with the defaults.
@@ -72,6 +104,9 @@ pub unsafe extern "C" fn swrtc_runtime_config_default(cfg: *mut SwrtcRuntimeConf
                 udp_shared: false,
                 udp_ip: std::ptr::null(),
                 udp_port: 0,
+                tcp_enabled: false,
+                tcp_ip: std::ptr::null(),
+                tcp_port: 0,
             })
         };
         Ok(())
@@ -82,10 +117,10 @@ pub unsafe extern "C" fn swrtc_runtime_config_default(cfg: *mut SwrtcRuntimeConf
 /// `swrtc_runtime_free` (peers created on it keep it alive until they are freed too).
 ///
 /// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip`),
-/// `SWRTC_ERR_IO` (the shared UDP port is taken). Any thread.
+/// `SWRTC_ERR_IO` (the shared UDP port or the ICE-TCP port is taken). Any thread.
 ///
 /// # Safety
-/// `cfg` is NULL or valid (its `udp_ip` NULL or NUL-terminated); `out` is valid for one
+/// `cfg` is NULL or valid (its `udp_ip` and `tcp_ip` NULL or NUL-terminated); `out` is valid for one
 /// pointer write.
 #[no_mangle]
 pub unsafe extern "C" fn swrtc_runtime_new(
@@ -110,6 +145,16 @@ pub unsafe extern "C" fn swrtc_runtime_new(
                     })?,
                 };
                 rc.udp_addr = Some(SocketAddr::new(ip, c.udp_port));
+            }
+            if c.tcp_enabled {
+                // SAFETY: NULL or NUL-terminated per the contract.
+                let ip = match unsafe { cstr_opt(c.tcp_ip, "tcp_ip") }? {
+                    None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    Some(s) => s.trim().parse().map_err(|_| {
+                        crate::Error::invalid(format!("tcp_ip {s:?} is not an IP address"))
+                    })?,
+                };
+                rc.tcp_addr = Some(SocketAddr::new(ip, c.tcp_port));
             }
         }
         let rt = Runtime::new(rc)?;
@@ -150,7 +195,7 @@ pub unsafe extern "C" fn swrtc_runtime_shutdown(
     })
 }
 
-/// Reads the counters of the runtime's shared UDP socket into `*out`.
+/// Reads the counters of the runtime's shared UDP socket and ICE-TCP port into `*out`.
 ///
 /// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `rt` or `out`). Any thread, also inside
 /// callbacks (it reads atomics only).
@@ -176,6 +221,15 @@ pub unsafe extern "C" fn swrtc_runtime_stats(
                 udp_dropped_unbound: s.udp_dropped_unbound,
                 udp_bindings: s.udp_bindings,
                 udp_bindings_evicted: s.udp_bindings_evicted,
+                tcp_connections: s.tcp_connections,
+                tcp_accepted: s.tcp_accepted,
+                tcp_refused: s.tcp_refused,
+                tcp_check_timeouts: s.tcp_check_timeouts,
+                tcp_unknown_ufrag: s.tcp_unknown_ufrag,
+                tcp_bad_frames: s.tcp_bad_frames,
+                tcp_frames_in: s.tcp_frames_in,
+                tcp_frames_out: s.tcp_frames_out,
+                tcp_frames_dropped: s.tcp_frames_dropped,
             })
         };
         Ok(())

@@ -89,6 +89,11 @@ impl Demux {
         true
     }
 
+    /// The peer slot whose local ufrag is `ufrag` (the ICE-TCP port routes by it too).
+    pub fn slot_of_ufrag(&self, ufrag: &str) -> Option<usize> {
+        self.ufrags.get(ufrag).copied()
+    }
+
     /// Forgets a peer: its ufrag and every address bound to it.
     pub fn remove_peer(&mut self, slot: usize) {
         if let Some(u) = self.ufrag_of.remove(&slot) {

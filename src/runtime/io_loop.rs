@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::demux::Demux;
 use super::shared::{PeerEvent, PeerShared};
+use super::tcp::{self, TcpIce};
 use super::{Dispatcher, SharedUdp};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
@@ -182,6 +183,8 @@ struct IoLoop {
     /// The runtime's shared UDP sockets (first I/O thread only) and their demultiplexer.
     shared: Vec<(UdpSocket, SocketAddr)>,
     demux: Demux,
+    /// The runtime's ICE-TCP port (first I/O thread only).
+    tcp: Option<TcpIce>,
     /// Slots fed from a shared socket since their last flush.
     dirty: Vec<usize>,
     next_sweep: Instant,
@@ -212,6 +215,10 @@ pub(crate) fn spawn(
             .register(&mut sock, Token(SHARED_FIRST - i), Interest::READABLE)?;
         shared.push((sock, local));
     }
+    let tcp = match shared_udp.tcp {
+        Some(l) => Some(TcpIce::new(l, poll.registry(), shared_udp.tcp_counters)?),
+        None => None,
+    };
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = bounded(limits::COMMAND_QUEUE);
     let count = Arc::new(AtomicUsize::new(0));
@@ -220,6 +227,7 @@ pub(crate) fn spawn(
         poll,
         shared,
         demux: Demux::new(shared_udp.counters),
+        tcp,
         dirty: Vec::new(),
         next_sweep: Instant::now(),
         clock: Instant::now(),
@@ -282,11 +290,15 @@ impl IoLoop {
                     t if t.0 > SHARED_FIRST - MAX_SOCKETS_PER_PEER => {
                         self.read_shared(SHARED_FIRST - t.0, now);
                     }
+                    t if tcp::is_tcp_token(t) => self.on_tcp(t, now),
                     t => self.read_socket(t, now),
                 }
             }
-            if !self.shared.is_empty() && now >= self.next_sweep {
+            if (!self.shared.is_empty() || self.tcp.is_some()) && now >= self.next_sweep {
                 self.demux.expire(now);
+                if let Some(t) = self.tcp.as_mut() {
+                    t.sweep(now, self.poll.registry());
+                }
                 self.next_sweep = now + Duration::from_secs(1);
             }
             if !self.handle_commands(now) {
@@ -386,6 +398,29 @@ impl IoLoop {
         self.flush_dirty();
     }
 
+    /// An event on the ICE-TCP port: a connection's frames go to the peer its first
+    /// authenticated check named (see `tcp`).
+    fn on_tcp(&mut self, token: Token, now: Instant) {
+        let Some(tcp) = self.tcp.as_mut() else {
+            return;
+        };
+        let demux = &self.demux;
+        let entries = &mut self.entries;
+        tcp.on_event(
+            token,
+            now,
+            self.poll.registry(),
+            |ufrag| demux.slot_of_ufrag(ufrag),
+            |slot, source, local, data| {
+                let s = &mut entries.get_mut(slot)?.as_mut()?.session;
+                s.handle_tcp_frame(now, source, local, data);
+                Some(s.has_checked(source))
+            },
+            &mut self.dirty,
+        );
+        self.flush_dirty();
+    }
+
     fn flush_dirty(&mut self) {
         self.dirty.sort_unstable();
         self.dirty.dedup();
@@ -397,7 +432,7 @@ impl IoLoop {
     /// Tells the demultiplexer the slot's current ufrag (a new peer, or after an offer,
     /// which may restart ICE). A ufrag another peer has (vanishingly rare) is renewed.
     fn register_ufrag(&mut self, slot: usize) {
-        if self.shared.is_empty() {
+        if self.shared.is_empty() && self.tcp.is_none() {
             return;
         }
         let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
@@ -569,6 +604,12 @@ impl IoLoop {
         let shared = entry.sockets.is_empty();
         let sockets = if shared { &self.shared } else { &entry.sockets };
         while let Some(t) = entry.session.poll_transmit() {
+            if t.proto == str0m::net::Protocol::Tcp {
+                if let Some(tcp) = self.tcp.as_mut() {
+                    tcp.send(slot, t.destination, &t.contents, self.poll.registry());
+                }
+                continue;
+            }
             let sock = sockets
                 .iter()
                 .find(|(_, local)| *local == t.source)
@@ -646,6 +687,9 @@ impl IoLoop {
         }
         self.by_id.remove(&entry.shared.id);
         self.demux.remove_peer(slot);
+        if let Some(t) = self.tcp.as_mut() {
+            t.remove_peer(slot, self.poll.registry());
+        }
         self.free.push(slot);
         self.count.fetch_sub(1, Ordering::Relaxed);
     }

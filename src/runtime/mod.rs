@@ -9,6 +9,7 @@ mod dispatch;
 mod io_loop;
 mod shared;
 mod sink;
+pub(crate) mod tcp;
 pub(crate) mod video;
 mod workers;
 
@@ -55,6 +56,9 @@ pub(crate) struct RuntimeInner {
     /// Local addresses of the shared UDP sockets (empty: peers bind their own).
     pub shared_udp: Vec<SocketAddr>,
     udp_counters: Arc<demux::DemuxCounters>,
+    /// Local address of the ICE-TCP listener (`None`: UDP only).
+    pub tcp_addr: Option<SocketAddr>,
+    tcp_counters: Arc<tcp::TcpCounters>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -86,12 +90,17 @@ impl Runtime {
             .map(|s| s.local_addr())
             .collect::<std::io::Result<Vec<_>>>()?;
         let udp_counters = Arc::new(demux::DemuxCounters::default());
+        let mut tcp_listener = cfg.tcp_addr.map(tcp::bind).transpose()?;
+        let tcp_addr = tcp_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let tcp_counters = Arc::new(tcp::TcpCounters::default());
         let mut io = Vec::new();
         for i in 0..cfg.io_threads {
             // The shared sockets live on the first I/O thread, with every peer using them.
             let shared = SharedUdp {
                 sockets: std::mem::take(&mut shared_sockets),
                 counters: udp_counters.clone(),
+                tcp: tcp_listener.take(),
+                tcp_counters: tcp_counters.clone(),
             };
             let (handle, t) = io_loop::spawn(i, dispatcher.clone(), shared)?;
             io.push(handle);
@@ -108,6 +117,8 @@ impl Runtime {
                 cert,
                 shared_udp,
                 udp_counters,
+                tcp_addr,
+                tcp_counters,
                 threads: Mutex::new(threads),
             }),
         })
@@ -149,15 +160,32 @@ impl Runtime {
             .sum()
     }
 
-    /// Counters of the shared UDP socket (all zero without `RuntimeConfig::udp_addr`).
+    /// Counters of the shared UDP socket (all zero without `RuntimeConfig::udp_addr`) and
+    /// of the ICE-TCP port.
     pub fn stats(&self) -> RuntimeStats {
         let c = &self.inner.udp_counters;
+        let t = &self.inner.tcp_counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         RuntimeStats {
             udp_dropped_unknown_ufrag: c.dropped_unknown_ufrag.load(Ordering::Relaxed),
             udp_dropped_unbound: c.dropped_unbound.load(Ordering::Relaxed),
             udp_bindings: c.bindings.load(Ordering::Relaxed),
             udp_bindings_evicted: c.bindings_evicted.load(Ordering::Relaxed),
+            tcp_connections: get(&t.connections),
+            tcp_accepted: get(&t.accepted),
+            tcp_refused: get(&t.refused),
+            tcp_check_timeouts: get(&t.check_timeouts),
+            tcp_unknown_ufrag: get(&t.unknown_ufrag),
+            tcp_bad_frames: get(&t.bad_frames),
+            tcp_frames_in: get(&t.frames_in),
+            tcp_frames_out: get(&t.frames_out),
+            tcp_frames_dropped: get(&t.frames_dropped),
         }
+    }
+
+    /// The local address of the ICE-TCP listener (`RuntimeConfig::tcp_addr`), if any.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp_addr
     }
 
     /// The local addresses of the shared UDP sockets (empty when peers bind their own).
@@ -171,7 +199,7 @@ impl Runtime {
     }
 }
 
-/// Counters of a runtime's shared UDP socket (see [`Runtime::stats`]).
+/// Counters of a runtime's shared UDP socket and ICE-TCP port (see [`Runtime::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RuntimeStats {
     /// STUN checks from an unbound address naming no live peer's ufrag: dropped.
@@ -184,12 +212,36 @@ pub struct RuntimeStats {
     /// Bindings dropped: idle, or pushed out by the per-peer or table bound (a client
     /// that is still there is bound again by its next check).
     pub udp_bindings_evicted: u64,
+    /// ICE-TCP connections open now (all zero without `RuntimeConfig::tcp_addr`).
+    pub tcp_connections: u64,
+    /// ICE-TCP connections accepted since the start.
+    pub tcp_accepted: u64,
+    /// ICE-TCP connections closed at once: over the total or per-IP bound.
+    pub tcp_refused: u64,
+    /// ICE-TCP connections closed for sending no authenticated check within 5 s.
+    pub tcp_check_timeouts: u64,
+    /// ICE-TCP connections closed whose first check named no live peer's ufrag.
+    pub tcp_unknown_ufrag: u64,
+    /// ICE-TCP connections closed for a bad frame (oversized; not a STUN check before the
+    /// connection was bound; too many checks failing their integrity check).
+    pub tcp_bad_frames: u64,
+    /// Frames received on ICE-TCP connections and handed to a peer.
+    pub tcp_frames_in: u64,
+    /// Frames sent on ICE-TCP connections.
+    pub tcp_frames_out: u64,
+    /// Frames a peer sent over ICE-TCP that were dropped: the connection's write buffer
+    /// was full, or no connection to that address (str0m also checks the client's
+    /// `tcptype active` candidates, which nobody can connect to).
+    pub tcp_frames_dropped: u64,
 }
 
 /// The shared sockets an I/O thread serves (none on all but the first).
 pub(crate) struct SharedUdp {
     pub sockets: Vec<std::net::UdpSocket>,
     pub counters: Arc<demux::DemuxCounters>,
+    /// The ICE-TCP listener (first I/O thread only).
+    pub tcp: Option<std::net::TcpListener>,
+    pub tcp_counters: Arc<tcp::TcpCounters>,
 }
 
 /// Binds the runtime's shared UDP socket(s): on the given IP, or, for an unspecified one,
@@ -219,9 +271,9 @@ fn bind_shared(addr: SocketAddr) -> Result<Vec<std::net::UdpSocket>> {
 
 impl RuntimeInner {
     /// The I/O thread for a new peer: round robin, or the first when peers share its
-    /// UDP socket.
+    /// UDP socket or ICE-TCP port.
     pub fn pick_io_index(&self) -> usize {
-        if !self.shared_udp.is_empty() {
+        if !self.shared_udp.is_empty() || self.tcp_addr.is_some() {
             return 0;
         }
         self.next_io.fetch_add(1, Ordering::Relaxed) % self.io.len()

@@ -11,6 +11,7 @@ mod media;
 mod netstats;
 pub mod sdp;
 mod state;
+mod tcp_input;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -60,6 +60,12 @@
 //!    we never send video, and on an audio-only client at most a packet queued
 //!    in str0m is lost.
 //!
+//! # ICE over TCP
+//! With `tcp_server` set, the client connects a TCP stream to that passive candidate of
+//! the server before its offer, offers only a `tcptype active` candidate for the stream's
+//! address (no UDP), and carries all its traffic on the stream as RFC 4571 frames (a
+//! reader thread hands received frames to the client thread and wakes it).
+//!
 //! # Loss
 //! `loss_percent` (a percentage, 0–100) drops that share of *outgoing RTP
 //! media packets* right before `send_to`, decided by a seeded LCG, so the
@@ -69,7 +75,8 @@
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -124,6 +131,9 @@ pub struct ClientOptions {
     pub red: bool,
     /// Address to bind the UDP socket on (default 127.0.0.1).
     pub bind_ip: std::net::IpAddr,
+    /// ICE over TCP to this passive candidate of the server instead of UDP (see the
+    /// module docs).
+    pub tcp_server: Option<SocketAddr>,
 }
 
 impl Default for ClientOptions {
@@ -140,6 +150,7 @@ impl Default for ClientOptions {
             loss_seed: 0x5eed_1234_abcd_0001,
             red: false,
             bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            tcp_server: None,
         }
     }
 }
@@ -269,7 +280,31 @@ impl TestClient {
                 .enable_vp8(true);
         }
         let mut rtc = builder.build(Instant::now());
-        let cand = Candidate::host(local_addr, "udp").expect("host candidate");
+        let (cand, tcp, tcp_rx) = match opts.tcp_server {
+            None => (
+                Candidate::host(local_addr, "udp").expect("host candidate"),
+                None,
+                None,
+            ),
+            Some(server) => {
+                let stream = TcpStream::connect_timeout(&server, CALL_TIMEOUT)
+                    .expect("connect to the server's ICE-TCP port");
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().expect("TCP local addr");
+                let cand = Candidate::builder()
+                    .tcp()
+                    .host(local)
+                    .tcptype(str0m::net::TcpType::Active)
+                    .build()
+                    .expect("TCP candidate");
+                let rx = read_tcp_frames(
+                    stream.try_clone().expect("clone TCP stream"),
+                    waker.try_clone().expect("clone waker"),
+                    local_addr,
+                );
+                (cand, Some((stream, local, server)), Some(rx))
+            }
+        };
         let local_candidate = cand.to_sdp_string();
         rtc.add_local_candidate(cand);
 
@@ -284,6 +319,8 @@ impl TestClient {
             socket,
             local_addr,
             wake_addr,
+            tcp,
+            tcp_rx,
             opts: opts.clone(),
             events: ev_tx,
             stats: stats.clone(),
@@ -526,6 +563,10 @@ struct Worker {
     socket: UdpSocket,
     local_addr: SocketAddr,
     wake_addr: SocketAddr,
+    /// The ICE-TCP stream (write side), its local and its remote address.
+    tcp: Option<(TcpStream, SocketAddr, SocketAddr)>,
+    /// Frames the reader thread received on it.
+    tcp_rx: Option<Receiver<Vec<u8>>>,
     opts: ClientOptions,
     events: Sender<ClientEvent>,
     stats: Arc<Stats>,
@@ -623,6 +664,9 @@ impl Worker {
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
                 Err(e) => tracing::debug!("str0m client: recv_from: {e}"),
             }
+            if self.take_tcp_frames() {
+                timeout = self.drain();
+            }
 
             let now = Instant::now();
             if now >= timeout && self.rtc.is_alive() {
@@ -667,6 +711,16 @@ impl Worker {
                 }
             }
             inc(&self.stats.packets_sent);
+        }
+        if t.proto == Protocol::Tcp {
+            if let Some((stream, _, _)) = self.tcp.as_mut() {
+                let mut frame = (t.contents.len() as u16).to_be_bytes().to_vec();
+                frame.extend_from_slice(&t.contents);
+                if let Err(e) = stream.write_all(&frame) {
+                    tracing::debug!("str0m client: TCP write: {e}");
+                }
+            }
+            return;
         }
         if let Err(e) = self.socket.send_to(&t.contents, t.destination) {
             tracing::debug!("str0m client: send_to {}: {e}", t.destination);
@@ -986,6 +1040,9 @@ impl Worker {
                             }
                         }
                     }
+                    if self.take_tcp_frames() {
+                        timeout = self.drain();
+                    }
                     let now = Instant::now();
                     if now >= timeout {
                         let _ = self.rtc.handle_input(Input::Timeout(now));
@@ -995,6 +1052,39 @@ impl Worker {
             }
         }
         self.rtc.disconnect();
+        if let Some((stream, _, _)) = &self.tcp {
+            // Also ends the reader thread's clone.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Feeds the frames the TCP reader received; whether there were any.
+    fn take_tcp_frames(&mut self) -> bool {
+        let (Some(rx), Some((_, local, remote))) = (&self.tcp_rx, &self.tcp) else {
+            return false;
+        };
+        let (local, remote) = (*local, *remote);
+        let frames: Vec<Vec<u8>> = rx.try_iter().collect();
+        for f in &frames {
+            if !self.rtc.is_alive() {
+                break;
+            }
+            if let Ok(contents) = f.as_slice().try_into() {
+                let input = Input::Receive(
+                    Instant::now(),
+                    Receive {
+                        proto: Protocol::Tcp,
+                        source: remote,
+                        destination: local,
+                        contents,
+                    },
+                );
+                if let Err(e) = self.rtc.handle_input(input) {
+                    tracing::warn!("str0m client: handle_input (TCP): {e}");
+                }
+            }
+        }
+        !frames.is_empty()
     }
 }
 
@@ -1109,4 +1199,22 @@ fn offer_ssrcs(sdp: &str) -> Vec<(String, Ssrc, Option<Ssrc>)> {
         }
     }
     out
+}
+
+/// Reads RFC 4571 frames from `stream` until it closes, handing each to the client thread
+/// and waking it with a datagram from `waker` (which it ignores) to `wake`.
+fn read_tcp_frames(mut stream: TcpStream, waker: UdpSocket, wake: SocketAddr) -> Receiver<Vec<u8>> {
+    let (tx, rx) = unbounded();
+    std::thread::spawn(move || loop {
+        let mut len = [0u8; 2];
+        if stream.read_exact(&mut len).is_err() {
+            return;
+        }
+        let mut frame = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if stream.read_exact(&mut frame).is_err() || tx.send(frame).is_err() {
+            return;
+        }
+        let _ = waker.send_to(&[0u8], wake);
+    });
+    rx
 }

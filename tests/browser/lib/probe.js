@@ -241,6 +241,7 @@
       localCandidate: pair ? byId.get(pair.localCandidateId)?.address ?? null : null,
       remoteCandidate: pair ? byId.get(pair.remoteCandidateId)?.address ?? null : null,
       remoteCandidateType: pair ? byId.get(pair.remoteCandidateId)?.candidateType ?? null : null,
+      remoteCandidateProtocol: pair ? byId.get(pair.remoteCandidateId)?.protocol ?? null : null,
       inbound: [],
       outbound: [],
       transceivers: pc.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, currentDirection: t.currentDirection })),
