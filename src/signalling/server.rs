@@ -80,7 +80,8 @@ impl Default for ServerLimits {
 }
 
 impl ServerLimits {
-    /// Checks every bound is usable (above zero, per-source within overall).
+    /// Checks every bound is usable (counts and timeouts above zero, at most 1024 headers).
+    /// A per-source cap above its overall cap is allowed and acts as the overall one.
     pub fn validate(&self) -> Result<()> {
         let counts = [
             ("max_headers", self.max_headers),
