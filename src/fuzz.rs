@@ -200,7 +200,7 @@ pub fn http_request(data: &[u8]) {
 /// body. Every reply is a well-formed status; errors are 4xx/5xx with a message.
 #[cfg(feature = "signalling")]
 pub fn routes(data: &[u8]) {
-    use crate::signalling::{http::Request, registry::Registry, routes, ServerConfig};
+    use crate::signalling::{routes, Registry, Request, ServerConfig};
     static REGISTRY: OnceLock<Option<Registry>> = OnceLock::new();
     let Some(reg) = REGISTRY.get_or_init(|| Registry::new(ServerConfig::default(), None).ok())
     else {

@@ -5,27 +5,36 @@
 //! through [`Peer`] (Rust) or the `swrtc_*` functions (C, see `include/smallwebrtc.h`).
 #![warn(missing_docs)]
 
-pub mod api;
-pub mod config;
-pub mod error;
+mod api;
+mod config;
+mod error;
+// The C ABI: documented in `include/smallwebrtc.h`, not here; public for the Rust tests
+// that drive it.
+#[doc(hidden)]
 pub mod ffi;
 #[doc(hidden)]
 pub mod fuzz;
-pub mod io;
-pub mod limits;
+mod io;
+mod limits;
+// The codecs and frame types: public for the test peers and benches; the app needs only
+// the frame types re-exported below.
+#[doc(hidden)]
 pub mod media;
-pub mod messages;
+mod messages;
 pub mod rtvi;
-pub mod runtime;
-pub mod session;
+mod runtime;
+mod session;
 #[cfg(feature = "signalling")]
 pub mod signalling;
 
 pub use api::{Peer, PeerReport};
 pub use config::{PeerConfig, RuntimeConfig};
 pub use error::{Error, ErrorKind, Result};
+pub use media::audio::AudioFrame;
 pub use media::video::{VideoFrame, VideoSource};
 pub use runtime::{
     AudioStats, FrameCallback, PeerEvent, PeerHandler, Runtime, RuntimeStats, VideoStats,
 };
-pub use session::{CandidatePair, CandidateType, NetworkStats, PeerState, TransportProtocol};
+pub use session::{
+    CandidatePair, CandidateType, NetworkStats, PeerState, SessionStats, TransportProtocol,
+};

@@ -55,9 +55,6 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Commands queued for one I/O thread; callers block briefly (then fail) past this.
 pub const COMMAND_QUEUE: usize = 4096;
 
-/// SCTP messages are kept below a 1280-byte path MTU (IPv6 minimum) minus headers.
-pub const DATAGRAM_MTU: usize = 1150;
-
 /// The signalling server's wait for a request line and headers, from the first byte (or
 /// from the end of the previous response). A client that trickles its head holds one
 /// connection slot at most this long.

@@ -27,9 +27,9 @@ use smallwebrtc::media::audio::OpusEncoder;
 const T: Duration = Duration::from_secs(30);
 const PEERS: usize = 12;
 
-/// One request on a fresh connection; the status, or `None` if the server is gone (the
-/// bot exits as soon as it has freed its last peer).
-fn try_request(addr: SocketAddr, method: &str, body: &Value) -> Option<u16> {
+/// One request on a fresh connection; the status and body, or `None` if the server is gone
+/// (the bot exits as soon as it has freed its last peer).
+fn try_request(addr: SocketAddr, method: &str, body: &Value) -> Option<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(T)).ok()?;
     let body = body.to_string();
@@ -43,7 +43,9 @@ fn try_request(addr: SocketAddr, method: &str, body: &Value) -> Option<u16> {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let line = String::from_utf8_lossy(&raw[..raw.len().min(16)]).into_owned();
-    line.split_whitespace().nth(1)?.parse().ok()
+    let status = line.split_whitespace().nth(1)?.parse().ok()?;
+    let body_at = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    Some((status, raw[body_at..].to_vec()))
 }
 
 /// Requests in flight against one peer until `stop` or it is gone: PATCHes of candidates
@@ -69,7 +71,7 @@ fn request_loop(
         let patch = json!({"pc_id": pc_id, "candidates": candidates});
         let again = json!({"sdp": offer, "type": "offer", "pc_id": pc_id});
         for (method, body) in [("PATCH", &patch), ("POST", &again)] {
-            match try_request(addr, method, body) {
+            match try_request(addr, method, body).map(|r| r.0) {
                 Some(404) | None => return, // freed, or the bot is done
                 Some(_) => {
                     n.fetch_add(1, Ordering::Relaxed);
@@ -138,13 +140,11 @@ fn no_callback_runs_after_swrtc_peer_free_while_requests_are_in_flight() {
                 client.send_text(&format!("m{k}"));
                 if k % 5 == 4 {
                     let re = client.renegotiate();
-                    let r = post_json(
-                        bot.addr,
-                        "/api/offer",
-                        &json!({"sdp": re, "type": "offer", "pc_id": pc_id}),
-                    );
-                    if r.status == 200 {
-                        let _ = client.accept_answer(r.json()["sdp"].as_str().unwrap_or(""));
+                    let again = json!({"sdp": re, "type": "offer", "pc_id": pc_id});
+                    // Not answered once the peer is freed; the bot may even be gone.
+                    if let Some((200, body)) = try_request(bot.addr, "POST", &again) {
+                        let answer: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let _ = client.accept_answer(answer["sdp"].as_str().unwrap_or(""));
                         renegotiations += 1;
                     }
                 }

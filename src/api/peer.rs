@@ -2,24 +2,20 @@
 //! thread, plus the app-side pull calls. Holds no protocol logic itself.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::Bitrate;
-use str0m::RtcConfig;
-
 use crate::config::PeerConfig;
 use crate::error::{Error, ErrorKind, Result};
-use crate::io;
 use crate::limits;
 use crate::media::audio::{AudioFrame, PopError};
 use crate::media::video::{TakeError, VideoFrame, VideoSource};
-use crate::runtime::bitrate::EstimateCell;
-use crate::runtime::{reply_channel, wait_reply, Command, PeerShared, Runtime};
-use crate::runtime::{AudioIn, AudioOut, AudioStats, FrameCallback, PeerEvent, PeerHandler};
-use crate::runtime::{VideoIn, VideoOut, VideoPipes, VideoStats};
-use crate::session::{NetworkStats, PeerState, Session, SessionConfig, SessionStats};
+use crate::runtime::assemble::PeerCore;
+use crate::runtime::audio::{AudioOut, AudioStats};
+use crate::runtime::video::{VideoIn, VideoStats};
+use crate::runtime::{Command, FrameCallback, PeerEvent, PeerHandler, Runtime};
+use crate::session::{NetworkStats, PeerState, SessionStats};
 
 use super::stats::{state_name, PeerReport};
 
@@ -29,9 +25,7 @@ use super::stats::{state_name, PeerReport};
 /// the peer (sending `peerLeft` when a data channel is open) and frees its ports; once the
 /// drop returns, no callback of this peer runs.
 pub struct Peer {
-    shared: Arc<PeerShared>,
-    runtime: Runtime,
-    io: usize,
+    core: PeerCore,
     audio_in_rate: u32,
     audio_in_channels: u16,
 }
@@ -70,168 +64,28 @@ impl Peer {
         handler: Option<Arc<dyn PeerHandler>>,
         require_audio: bool,
     ) -> Result<Peer> {
-        cfg.validate()?;
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-
-        let inner = &runtime.inner;
-        let mut sockets = Vec::new();
-        let mut candidates = Vec::new();
-        let mut local_addrs = Vec::new();
-        if inner.shared_udp.is_empty() {
-            for ip in io::bind_addresses(&cfg)
-                .into_iter()
-                .take(crate::runtime::MAX_SOCKETS_PER_PEER)
-            {
-                let s = io::bind_in_range(ip, cfg.port_min, cfg.port_max)?;
-                local_addrs.push(s.local_addr()?);
-                sockets.push(s);
-            }
-        } else {
-            // The runtime's shared socket(s): nothing to bind per peer.
-            local_addrs.extend_from_slice(&inner.shared_udp);
-        }
-        for &local in &local_addrs {
-            candidates.extend(io::candidates_for(local, cfg.public_ip)?);
-        }
-        if let Some(listen) = inner.tcp_addr {
-            let ips = io::bind_addresses(&cfg);
-            candidates.extend(crate::runtime::tcp::candidates(
-                listen,
-                &ips,
-                cfg.public_ip,
-            )?);
-        }
-
-        let mut rtc_cfg = RtcConfig::new()
-            .set_crypto_provider(inner.crypto.clone())
-            .set_dtls_cert(inner.cert.clone())
-            // Audio gaps are concealed by our decoder; str0m's hold-back adds standing delay.
-            .set_reordering_size_audio(0)
-            .clear_codecs()
-            // RED is answered when offered: the client's redundancy recovers its lost packets.
-            .enable_opus(true, true)
-            .enable_vp8(true)
-            .enable_h264(true)
-            .set_stats_interval(Some(Duration::from_secs(1)));
-        crate::session::pace_consent_checks(&mut rtc_cfg);
-        // Video out follows the estimate toward the client (see `runtime::bitrate`): the
-        // estimator starts where the encoder does and probes up to what the config asks for.
-        let reserve = crate::runtime::bitrate::AUDIO_RESERVE_BPS;
-        let want_bps = u64::from(cfg.video_out_bitrate) + reserve;
-        let start_bps = u64::from(
-            cfg.video_out_bitrate
-                .min(crate::runtime::bitrate::START_VIDEO_BPS),
-        ) + reserve;
-        if cfg.video_out_enabled {
-            rtc_cfg = rtc_cfg.enable_bwe(Some(Bitrate::bps(start_bps)));
-        }
-        let mut rtc = rtc_cfg.build(now);
-        if cfg.video_out_enabled {
-            rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(want_bps));
-        }
-        let estimate = Arc::new(EstimateCell::default());
-        for c in candidates {
-            rtc.add_local_candidate(c);
-        }
-        let session = Session::new(
-            rtc,
-            SessionConfig {
-                connection_timeout: cfg.connection_timeout,
-                deliver_before_connect: cfg.deliver_before_connect,
-                require_audio,
-                renegotiate_for_video: cfg.video_in_enabled,
-                audio_out_red: cfg.audio_out_red,
-                bandwidth_estimate: estimate.estimate_handle(),
-            },
-            now,
-        );
-        let io_index = inner.pick_io_index();
-        let audio_in = if cfg.audio_in_enabled {
-            Some(AudioIn::new(&cfg)?)
-        } else {
-            None
-        };
-        let audio_out = if cfg.audio_out_enabled {
-            Some(AudioOut::new(&cfg, id, inner.io[io_index].clone())?)
-        } else {
-            None
-        };
-        let mut video = VideoPipes::default();
-        if cfg.video_in_enabled {
-            for src in VideoSource::ALL {
-                video.input[src.index()] = Some(VideoIn::new(src, id, inner.io[io_index].clone()));
-            }
-        }
-        if cfg.video_out_enabled {
-            video.output = Some(VideoOut::new(
-                &cfg,
-                id,
-                inner.io[io_index].clone(),
-                estimate,
-            )?);
-        }
-        let mut sinks = crate::runtime::MediaSinks::default();
-        if video.input.iter().any(Option::is_some) {
-            let pipes = video.input.clone();
-            let workers = inner.workers.clone();
-            sinks.video = Some(Box::new(move |pkt: crate::session::VideoPacket| {
-                if let Some(Some(p)) = pipes.get(pkt.receiver_index.wrapping_sub(1)) {
-                    p.push(pkt, &workers);
-                }
-            }));
-        }
-        if let Some(out) = video.output.clone() {
-            sinks.keyframe = Some(Box::new(move || out.request_keyframe()));
-        }
-        if let Some(pipe) = audio_in.clone() {
-            inner.clock.register_input(pipe.clone());
-            sinks.audio = Some(Box::new(move |pkt| pipe.push(pkt)));
-        }
-        let shared = Arc::new(PeerShared::new(
-            id,
-            local_addrs,
-            handler,
-            audio_in,
-            audio_out.clone(),
-            video,
-        ));
-        inner.io[io_index].send(Command::AddPeer(Box::new(crate::runtime::NewPeer {
-            shared: shared.clone(),
-            session,
-            sockets,
-            sinks,
-        })))?;
-        if let Some(pipe) = audio_out {
-            inner.clock.register_output(pipe);
-        }
         Ok(Peer {
-            shared,
-            runtime: runtime.clone(),
-            io: io_index,
+            core: PeerCore::assemble(runtime, &cfg, handler, require_audio)?,
             audio_in_rate: cfg.audio_in_sample_rate,
             audio_in_channels: cfg.audio_in_channels,
         })
     }
 
     fn send(&self, cmd: Command) -> Result<()> {
-        self.runtime.inner.io[self.io].send(cmd)
+        self.core.send(cmd)
     }
 
     fn call<T>(
         &self,
         make: impl FnOnce(crossbeam_channel::Sender<Result<T>>) -> Command,
     ) -> Result<T> {
-        let (tx, rx) = reply_channel();
-        self.send(make(tx))?;
-        wait_reply(rx)
+        self.core.call(make)
     }
 
     /// Answers an SDP offer (the first, or a renegotiation) with an answer that carries our
     /// host candidates. Errors: `InvalidSdp`, `Closed`.
     pub fn handle_offer(&self, sdp: &str) -> Result<String> {
-        let id = self.shared.id;
+        let id = self.core.shared.id;
         let sdp = sdp.to_owned();
         self.call(|reply| Command::Offer { id, sdp, reply })
     }
@@ -239,7 +93,7 @@ impl Peer {
     /// Adds a trickled remote candidate (`candidate:…`, with or without `a=`). An empty
     /// string means end-of-candidates. Errors: `InvalidCandidate`, `Closed`.
     pub fn add_ice_candidate(&self, candidate: &str) -> Result<()> {
-        let id = self.shared.id;
+        let id = self.core.shared.id;
         let candidate = candidate.to_owned();
         self.call(|reply| Command::Candidate {
             id,
@@ -251,19 +105,21 @@ impl Peer {
     /// The app is ready: `Connected` is delivered (now, if already connected) and held
     /// inbound messages follow in order. Counted: each connect needs its disconnect.
     pub fn connect(&self) -> Result<()> {
-        let id = self.shared.id;
+        let id = self.core.shared.id;
         self.call(|reply| Command::Connect { id, reply })
     }
 
     /// Undoes one connect; the last one sends `peerLeft`, closes and frees the ports.
     pub fn disconnect(&self) -> Result<()> {
-        self.send(Command::Disconnect { id: self.shared.id })
+        self.send(Command::Disconnect {
+            id: self.core.shared.id,
+        })
     }
 
     /// Closes at once, whatever the connect count (sends `peerLeft` first).
     pub fn close(&self) -> Result<()> {
         self.send(Command::Close {
-            id: self.shared.id,
+            id: self.core.shared.id,
             quiet: false,
         })
     }
@@ -274,8 +130,8 @@ impl Peer {
     /// closes). Any thread, but not inside one of this runtime's callbacks.
     pub fn close_and_wait(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let io = &self.runtime.inner.io[self.io];
-        let id = self.shared.id;
+        let io = &self.core.io;
+        let id = self.core.shared.id;
         io.send_within(Command::Close { id, quiet: false }, timeout)?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let left = deadline.saturating_duration_since(Instant::now());
@@ -292,7 +148,7 @@ impl Peer {
     /// on with a new peer and must not take the old one's departure as the bot leaving.
     pub fn close_quietly(&self) -> Result<()> {
         self.send(Command::Close {
-            id: self.shared.id,
+            id: self.core.shared.id,
             quiet: true,
         })
     }
@@ -311,7 +167,7 @@ impl Peer {
                 ),
             ));
         }
-        let id = self.shared.id;
+        let id = self.core.shared.id;
         let data = data.to_vec();
         self.call(|reply| Command::Send {
             id,
@@ -323,24 +179,24 @@ impl Peer {
 
     /// The next event, for apps without a handler. `None` timeout: do not wait.
     pub fn poll_event(&self, timeout: Option<Duration>) -> Option<PeerEvent> {
-        self.shared.poll_event(timeout)
+        self.core.shared.poll_event(timeout)
     }
 
     /// The state as the app sees it.
     pub fn state(&self) -> PeerState {
-        self.shared.state()
+        self.core.shared.state()
     }
 
     /// Counters of the session (datagrams, messages, drops).
     pub fn stats(&self) -> Result<SessionStats> {
-        let id = self.shared.id;
+        let id = self.core.shared.id;
         self.call(|reply| Command::Stats { id, reply })
     }
 
     /// Network stats: RTT, jitter, loss, bitrate each way, bytes, packets and the selected
     /// candidate pair. Measured once per second while connected. Errors: `Closed`.
     pub fn network_stats(&self) -> Result<NetworkStats> {
-        let id = self.shared.id;
+        let id = self.core.shared.id;
         let mut n = self.call(|reply| Command::NetworkStats { id, reply })?.1;
         self.add_video_target(&mut n);
         Ok(n)
@@ -348,7 +204,8 @@ impl Peer {
 
     fn add_video_target(&self, n: &mut NetworkStats) {
         n.video_target_bps = self
-            .shared
+            .core
+            .media
             .video
             .output
             .as_ref()
@@ -358,7 +215,7 @@ impl Peer {
 
     /// Everything the peer counts and measures, in one struct. Errors: `Closed`.
     pub fn report(&self) -> Result<PeerReport> {
-        let id = self.shared.id;
+        let id = self.core.shared.id;
         let (session, mut network) = self.call(|reply| Command::NetworkStats { id, reply })?;
         self.add_video_target(&mut network);
         Ok(PeerReport {
@@ -379,12 +236,13 @@ impl Peer {
 
     /// Events dropped because the app did not keep up (poll queue or callback queue full).
     pub fn events_dropped(&self) -> u64 {
-        self.shared.events_dropped.load(Ordering::Relaxed)
+        self.core.shared.events_dropped.load(Ordering::Relaxed)
     }
 
     /// Whether the client's track at `receiver_index` is enabled, per its trackStatus.
     pub fn track_enabled(&self, receiver_index: usize) -> bool {
-        self.shared
+        self.core
+            .shared
             .track_enabled
             .get(receiver_index)
             .is_some_and(|f| f.load(Ordering::Acquire))
@@ -395,7 +253,8 @@ impl Peer {
     /// Errors: `Timeout`, `WouldBlock`, `Closed`, `InvalidArgument` (audio in disabled).
     pub fn read_audio(&self, timeout: Option<Duration>) -> Result<AudioFrame> {
         let pipe = self
-            .shared
+            .core
+            .media
             .audio_in
             .as_ref()
             .ok_or_else(|| Error::invalid("audio in is disabled in this peer's config"))?;
@@ -430,7 +289,7 @@ impl Peer {
         let n = frame.samples.len().min(buf.len());
         buf[..n].copy_from_slice(&frame.samples[..n]);
         let pts = frame.pts;
-        if let Some(pipe) = &self.shared.audio_in {
+        if let Some(pipe) = &self.core.media.audio_in {
             pipe.ring.recycle(frame.samples);
         }
         Ok((n, pts))
@@ -448,7 +307,8 @@ impl Peer {
     /// Errors: `InvalidArgument` (audio in disabled).
     pub fn set_audio_callback(&self, cb: Option<FrameCallback<AudioFrame>>) -> Result<()> {
         let pipe = self
-            .shared
+            .core
+            .media
             .audio_in
             .as_ref()
             .ok_or_else(|| Error::invalid("audio in is disabled in this peer's config"))?;
@@ -461,7 +321,7 @@ impl Peer {
     /// queued for [`Peer::poll_event`] stay there. After removing it returns, no callback
     /// runs (unless called from inside one, which then finishes).
     pub fn set_handler(&self, handler: Option<Arc<dyn PeerHandler>>) {
-        self.shared.set_handler(handler);
+        self.core.shared.set_handler(handler);
     }
 
     /// Samples (all channels) in one 20 ms input frame.
@@ -497,10 +357,10 @@ impl Peer {
     /// Counters of the audio path (drops, losses, concealment, queue).
     pub fn audio_stats(&self) -> AudioStats {
         let mut s = AudioStats::default();
-        if let Some(p) = &self.shared.audio_in {
+        if let Some(p) = &self.core.media.audio_in {
             p.fill_stats(&mut s);
         }
-        if let Some(p) = &self.shared.audio_out {
+        if let Some(p) = &self.core.media.audio_out {
             p.fill_stats(&mut s);
         }
         s
@@ -561,31 +421,33 @@ impl Peer {
     /// negotiated codec; if the encoder is busy, the newest frame wins. Errors: `InvalidArgument` (size, stride,
     /// short buffer, video out disabled), `Closed`.
     pub fn write_video(&self, rgb: &[u8], width: u32, height: u32, stride: usize) -> Result<()> {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.core.shared.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
         let out = self
-            .shared
+            .core
+            .media
             .video
             .output
             .as_ref()
             .ok_or_else(|| Error::invalid("video out is disabled in this peer's config"))?;
-        out.write(rgb, width, height, stride, &self.runtime.inner.workers)
+        out.write(rgb, width, height, stride, &self.core.runtime.inner.workers)
     }
 
     /// Counters of the video path.
     pub fn video_stats(&self) -> VideoStats {
-        self.shared.video.stats()
+        self.core.media.video.stats()
     }
 
     fn video_in(&self, source: VideoSource) -> Result<&Arc<VideoIn>> {
-        self.shared.video.input[source.index()]
+        self.core.media.video.input[source.index()]
             .as_ref()
             .ok_or_else(|| Error::invalid("video in is disabled in this peer's config"))
     }
 
     fn audio_out(&self) -> Result<&Arc<AudioOut>> {
-        self.shared
+        self.core
+            .media
             .audio_out
             .as_ref()
             .ok_or_else(|| Error::invalid("audio out is disabled in this peer's config"))
@@ -593,54 +455,28 @@ impl Peer {
 
     /// The local UDP addresses this peer listens on.
     pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.shared.local_addrs
+        &self.core.shared.local_addrs
     }
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        self.detach_and_close();
+        self.core.detach_and_close();
     }
 }
 
 impl Peer {
-    /// What dropping the peer does, for a handle that is let go while others may still
-    /// hold the peer (the C `swrtc_peer_free` while the signalling server handles a request
-    /// for it): stops every callback, so none runs after this returns (unless called from
-    /// inside one, which then finishes), then closes the peer.
+    /// What dropping the handle does, for a handle let go while others may still hold the
+    /// peer (see [`PeerCore::detach_and_close`]): once it returns, no callback of this peer
+    /// runs.
+    pub(crate) fn detach_and_close(&self) {
+        self.core.detach_and_close();
+    }
+
     /// Whether any callback (event handler or frame callback) is installed.
     #[cfg(test)]
     pub(crate) fn has_callbacks(&self) -> bool {
-        self.shared.has_handler()
-            || self
-                .shared
-                .audio_in
-                .as_ref()
-                .is_some_and(|a| a.sink.open().is_some())
-            || self
-                .shared
-                .video
-                .input
-                .iter()
-                .flatten()
-                .any(|v| v.sink.open().is_some())
-    }
-
-    pub(crate) fn detach_and_close(&self) {
-        // Stop callbacks first, so none runs after this returns, then close.
-        self.shared.detach_handler();
-        if let Some(a) = &self.shared.audio_in {
-            a.sink.set(None);
-        }
-        for v in self.shared.video.input.iter().flatten() {
-            v.sink.set(None);
-        }
-        if !self.shared.closed.load(Ordering::Acquire) {
-            let _ = self.send(Command::Close {
-                id: self.shared.id,
-                quiet: false,
-            });
-        }
+        self.core.has_callbacks()
     }
 }
 

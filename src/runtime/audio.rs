@@ -13,7 +13,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use tracing::debug;
 
-use super::io_loop::{Command, IoHandle};
+use super::command::{Command, IoHandle};
 use super::sink::Sink;
 use super::workers::{Lane, Work, Workers};
 use crate::config::PeerConfig;

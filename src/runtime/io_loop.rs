@@ -1,6 +1,12 @@
 //! An I/O thread: one mio `Poll` over the UDP sockets of many peers plus a `Waker` for
 //! commands. It is the only place that reads the clock and touches sockets for sessions;
 //! it never runs codecs and never blocks on the app (full queues drop and count).
+//!
+//! This file is the loop itself: polling, timeouts and reading sockets. What a command
+//! does is in `commands`, a peer's entry (adopt, flush, remove) in `peers`.
+
+mod commands;
+mod peers;
 
 use std::collections::HashMap;
 use std::io::ErrorKind as IoKind;
@@ -10,19 +16,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::Receiver;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
 
-use super::demux::Demux;
-use super::shared::{PeerEvent, PeerShared};
-use super::tcp::{self, TcpIce};
-use super::{Dispatcher, SharedUdp};
-use crate::error::{Error, ErrorKind, Result};
+use super::command::{Command, IoHandle};
+use super::demux::{Demux, DemuxCounters};
+use super::dispatch::Dispatcher;
+use super::tcp::{self, TcpCounters, TcpIce};
+use crate::error::Result;
 use crate::limits;
-use crate::session::{AudioPacket, NetworkStats, PeerState, Session, SessionEvent};
-use crate::session::{SessionStats, VideoPacket};
+use peers::Entry;
 
 const WAKER: Token = Token(usize::MAX);
 /// Shared sockets count down from just below the waker.
@@ -32,150 +37,13 @@ pub(crate) const MAX_SOCKETS_PER_PEER: usize = 8;
 /// Datagrams read from one socket before the session's output is flushed.
 const FLUSH_EVERY: usize = 32;
 
-/// Where the media pipes of a peer want what the session receives. Each hook runs on the
-/// I/O thread and must only queue work (the pipes do the codec work on workers).
-#[derive(Default)]
-pub(crate) struct MediaSinks {
-    /// Mic packets.
-    pub audio: Option<Box<dyn FnMut(AudioPacket) + Send>>,
-    /// Camera and screen frames.
-    pub video: Option<Box<dyn FnMut(VideoPacket) + Send>>,
-    /// The client wants a keyframe of our video.
-    pub keyframe: Option<Box<dyn FnMut() + Send>>,
-}
-
-pub(crate) struct NewPeer {
-    pub shared: Arc<PeerShared>,
-    pub session: Session,
+/// The shared sockets an I/O thread serves (none on all but the first).
+pub(crate) struct SharedUdp {
     pub sockets: Vec<std::net::UdpSocket>,
-    pub sinks: MediaSinks,
-}
-
-/// Work for an I/O thread. Replies go back on one-shot channels.
-pub(crate) enum Command {
-    AddPeer(Box<NewPeer>),
-    Offer {
-        id: u64,
-        sdp: String,
-        reply: Sender<Result<String>>,
-    },
-    Candidate {
-        id: u64,
-        candidate: String,
-        reply: Sender<Result<()>>,
-    },
-    Connect {
-        id: u64,
-        reply: Sender<Result<()>>,
-    },
-    Disconnect {
-        id: u64,
-    },
-    Close {
-        id: u64,
-        /// Skip `peerLeft` (a restart, where the client keeps going on a new peer).
-        quiet: bool,
-    },
-    Send {
-        id: u64,
-        data: Vec<u8>,
-        binary: bool,
-        reply: Sender<Result<()>>,
-    },
-    Stats {
-        id: u64,
-        reply: Sender<Result<SessionStats>>,
-    },
-    NetworkStats {
-        id: u64,
-        reply: Sender<Result<(SessionStats, NetworkStats)>>,
-    },
-    AudioOut {
-        id: u64,
-        rtp_time: u64,
-        data: Vec<u8>,
-    },
-    VideoOut {
-        id: u64,
-        codec: str0m::format::Codec,
-        rtp_time: u64,
-        data: Vec<u8>,
-    },
-    RequestKeyframe {
-        id: u64,
-        receiver_index: usize,
-    },
-    /// Closes every live peer with goodbyes (`peerLeft`, SCTP shutdown, DTLS close_notify,
-    /// all sent before the reply) and answers how many it closed.
-    CloseAll {
-        reply: Sender<usize>,
-    },
-    /// Answers once every command queued before it is done (their output is sent).
-    Barrier {
-        reply: Sender<()>,
-    },
-    Shutdown,
-}
-
-/// The app side's way into one I/O thread.
-#[derive(Clone)]
-pub(crate) struct IoHandle {
-    tx: Sender<Command>,
-    waker: Arc<Waker>,
-    /// True while the I/O thread is (about to be) blocked in `poll`; only then does a
-    /// command need the waker's syscall. Media commands arrive in bursts per clock tick.
-    sleeping: Arc<AtomicBool>,
-    peers: Arc<AtomicUsize>,
-}
-
-impl IoHandle {
-    /// Queues a command and wakes the thread. Blocks up to the command timeout when full.
-    pub fn send(&self, cmd: Command) -> Result<()> {
-        self.send_within(cmd, limits::COMMAND_TIMEOUT)
-    }
-
-    /// Like [`IoHandle::send`], waiting at most `timeout` for room in the queue.
-    pub fn send_within(&self, cmd: Command, timeout: Duration) -> Result<()> {
-        self.tx.send_timeout(cmd, timeout).map_err(|e| match e {
-            crossbeam_channel::SendTimeoutError::Timeout(_) => {
-                Error::new(ErrorKind::Timeout, "the I/O thread's command queue is full")
-            }
-            crossbeam_channel::SendTimeoutError::Disconnected(_) => Error::closed(),
-        })?;
-        self.wake()?;
-        Ok(())
-    }
-
-    fn wake(&self) -> std::io::Result<()> {
-        if self.sleeping.swap(false, Ordering::SeqCst) {
-            self.waker.wake()?;
-        }
-        Ok(())
-    }
-
-    /// Queues a command without blocking (media paths): false when the queue is full.
-    pub fn try_send(&self, cmd: Command) -> bool {
-        match self.tx.try_send(cmd) {
-            Ok(()) => self.wake().is_ok(),
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
-        }
-    }
-
-    pub fn send_shutdown(&self) {
-        let _ = self.tx.try_send(Command::Shutdown);
-        let _ = self.waker.wake();
-    }
-
-    pub fn peer_count(&self) -> usize {
-        self.peers.load(Ordering::Relaxed)
-    }
-}
-
-struct Entry {
-    shared: Arc<PeerShared>,
-    session: Session,
-    sockets: Vec<(UdpSocket, SocketAddr)>,
-    sinks: MediaSinks,
+    pub counters: Arc<DemuxCounters>,
+    /// The ICE-TCP listener (first I/O thread only).
+    pub tcp: Option<std::net::TcpListener>,
+    pub tcp_counters: Arc<TcpCounters>,
 }
 
 struct IoLoop {
@@ -219,10 +87,7 @@ pub(crate) fn spawn(
         Some(l) => Some(TcpIce::new(l, poll.registry(), shared_udp.tcp_counters)?),
         None => None,
     };
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let (tx, rx) = bounded(limits::COMMAND_QUEUE);
-    let count = Arc::new(AtomicUsize::new(0));
-    let sleeping = Arc::new(AtomicBool::new(false));
+    let (handle, inbox) = IoHandle::new(Waker::new(poll.registry(), WAKER)?);
     let mut lp = IoLoop {
         poll,
         shared,
@@ -231,27 +96,19 @@ pub(crate) fn spawn(
         dirty: Vec::new(),
         next_sweep: Instant::now(),
         clock: Instant::now(),
-        rx,
-        sleeping: sleeping.clone(),
+        rx: inbox.rx,
+        sleeping: inbox.sleeping,
         dispatcher,
         entries: Vec::new(),
         free: Vec::new(),
         by_id: HashMap::new(),
         buf: vec![0; limits::MAX_DATAGRAM + 1],
-        count: count.clone(),
+        count: inbox.peers,
     };
     let t = std::thread::Builder::new()
         .name(format!("swrtc-io-{index}"))
         .spawn(move || lp.run())?;
-    Ok((
-        IoHandle {
-            tx,
-            waker,
-            sleeping,
-            peers: count,
-        },
-        t,
-    ))
+    Ok((handle, t))
 }
 
 impl IoLoop {
@@ -446,270 +303,5 @@ impl IoLoop {
             entry.session.renew_local_credentials();
         }
         warn!("no unique ICE ufrag for peer {}", entry.shared.id);
-    }
-
-    /// Returns false on shutdown.
-    fn handle_commands(&mut self, now: Instant) -> bool {
-        while let Ok(cmd) = self.rx.try_recv() {
-            match cmd {
-                Command::Shutdown => return false,
-                Command::AddPeer(p) => self.add_peer(*p),
-                Command::Offer { id, sdp, reply } => {
-                    let r = self.with_entry(id, |e| {
-                        let answer = e.session.accept_offer(&sdp, now)?;
-                        if let Some(v) = &e.shared.video.output {
-                            v.set_codec(e.session.video_out_codec());
-                        }
-                        Ok(answer)
-                    });
-                    if let Some(&slot) = self.by_id.get(&id) {
-                        self.register_ufrag(slot);
-                    }
-                    let _ = reply.send(r);
-                }
-                Command::Candidate {
-                    id,
-                    candidate,
-                    reply,
-                } => {
-                    let r = self.with(id, |s| s.add_remote_candidate(&candidate, now));
-                    let _ = reply.send(r);
-                }
-                Command::Connect { id, reply } => {
-                    let r = self.with(id, |s| s.connect(now));
-                    let _ = reply.send(r);
-                }
-                Command::Disconnect { id } => {
-                    let _ = self.with(id, |s| {
-                        s.disconnect(now);
-                        Ok(())
-                    });
-                }
-                Command::Close { id, quiet } => {
-                    let _ = self.with(id, |s| {
-                        if quiet {
-                            s.close_quietly(now);
-                        } else {
-                            s.close(now);
-                        }
-                        Ok(())
-                    });
-                }
-                Command::Send {
-                    id,
-                    data,
-                    binary,
-                    reply,
-                } => {
-                    let r = self.with(id, |s| s.send_message(&data, binary, now));
-                    let _ = reply.send(r);
-                }
-                Command::Stats { id, reply } => {
-                    let r = self.with(id, |s| Ok(s.stats().clone()));
-                    let _ = reply.send(r);
-                }
-                Command::NetworkStats { id, reply } => {
-                    let r = self.with(id, |s| Ok((s.stats().clone(), s.network_stats().clone())));
-                    let _ = reply.send(r);
-                }
-                Command::AudioOut { id, rtp_time, data } => {
-                    let _ = self.with(id, |s| {
-                        s.write_audio(rtp_time, now, data);
-                        Ok(())
-                    });
-                }
-                Command::VideoOut {
-                    id,
-                    codec,
-                    rtp_time,
-                    data,
-                } => {
-                    let _ = self.with(id, |s| {
-                        s.write_video(codec, rtp_time, now, data);
-                        Ok(())
-                    });
-                }
-                Command::RequestKeyframe { id, receiver_index } => {
-                    let _ = self.with(id, |s| {
-                        s.request_keyframe(receiver_index, now);
-                        Ok(())
-                    });
-                }
-                Command::CloseAll { reply } => {
-                    let n = self.close_all(now);
-                    let _ = reply.send(n);
-                }
-                Command::Barrier { reply } => {
-                    let _ = reply.send(());
-                }
-            }
-        }
-        true
-    }
-
-    /// Runs `f` on a live session, then flushes its output.
-    fn with<T>(&mut self, id: u64, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
-        self.with_entry(id, |e| f(&mut e.session))
-    }
-
-    fn with_entry<T>(&mut self, id: u64, f: impl FnOnce(&mut Entry) -> Result<T>) -> Result<T> {
-        let Some(&slot) = self.by_id.get(&id) else {
-            return Err(Error::closed());
-        };
-        let Some(entry) = self.entries[slot].as_mut() else {
-            return Err(Error::closed());
-        };
-        let r = f(entry);
-        self.flush(slot);
-        r
-    }
-
-    fn add_peer(&mut self, p: NewPeer) {
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.entries.push(None);
-            self.entries.len() - 1
-        });
-        let mut sockets = Vec::new();
-        for (i, s) in p.sockets.into_iter().enumerate().take(MAX_SOCKETS_PER_PEER) {
-            let Ok(local) = s.local_addr() else { continue };
-            let mut sock = UdpSocket::from_std(s);
-            let token = Token(slot * MAX_SOCKETS_PER_PEER + i);
-            if let Err(e) = self
-                .poll
-                .registry()
-                .register(&mut sock, token, Interest::READABLE)
-            {
-                warn!("cannot register socket {local}: {e}");
-                continue;
-            }
-            sockets.push((sock, local));
-        }
-        self.by_id.insert(p.shared.id, slot);
-        self.entries[slot] = Some(Entry {
-            shared: p.shared,
-            session: p.session,
-            sockets,
-            sinks: p.sinks,
-        });
-        self.register_ufrag(slot);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Sends a session's transmits, routes its events, and forgets it once finished.
-    fn flush(&mut self, slot: usize) {
-        let Some(entry) = self.entries.get_mut(slot).and_then(Option::as_mut) else {
-            return;
-        };
-        // A peer without sockets of its own uses the runtime's shared ones.
-        let shared = entry.sockets.is_empty();
-        let sockets = if shared { &self.shared } else { &entry.sockets };
-        while let Some(t) = entry.session.poll_transmit() {
-            if t.proto == str0m::net::Protocol::Tcp {
-                if let Some(tcp) = self.tcp.as_mut() {
-                    tcp.send(slot, t.destination, &t.contents, self.poll.registry());
-                }
-                continue;
-            }
-            let sock = sockets
-                .iter()
-                .find(|(_, local)| *local == t.source)
-                .or_else(|| sockets.first());
-            let dest = if shared {
-                self.demux
-                    .note_sent(slot, t.destination, &t.contents, self.clock);
-                self.demux.send_to(slot, t.destination, self.clock)
-            } else {
-                t.destination
-            };
-            if let Some((sock, local)) = sock {
-                if let Err(e) = sock.send_to(&t.contents, dest) {
-                    debug!("send_to {dest} from {local} failed: {e}");
-                }
-            }
-        }
-        while let Some(ev) = entry.session.poll_event() {
-            let shared = &entry.shared;
-            match ev {
-                SessionEvent::State(s) => {
-                    shared.set_state(s);
-                    self.dispatcher.deliver(shared, PeerEvent::State(s));
-                }
-                SessionEvent::Message { data, binary } => {
-                    self.dispatcher
-                        .deliver(shared, PeerEvent::Message { data, binary });
-                }
-                SessionEvent::TrackStatus {
-                    receiver_index,
-                    enabled,
-                } => {
-                    if let Some(flag) = shared.track_enabled.get(receiver_index as usize) {
-                        flag.store(enabled, Ordering::Release);
-                    }
-                    self.dispatcher.deliver(
-                        shared,
-                        PeerEvent::TrackStatus {
-                            receiver_index,
-                            enabled,
-                        },
-                    );
-                }
-                SessionEvent::Audio(pkt) => {
-                    if let Some(sink) = entry.sinks.audio.as_mut() {
-                        sink(pkt);
-                    }
-                }
-                SessionEvent::Video(pkt) => {
-                    if let Some(sink) = entry.sinks.video.as_mut() {
-                        sink(pkt);
-                    }
-                }
-                SessionEvent::KeyframeRequested => {
-                    if let Some(hook) = entry.sinks.keyframe.as_mut() {
-                        hook();
-                    }
-                }
-            }
-        }
-        if entry.session.is_finished() {
-            self.remove(slot);
-        }
-    }
-
-    fn remove(&mut self, slot: usize) {
-        let Some(mut entry) = self.entries[slot].take() else {
-            return;
-        };
-        for (sock, _) in entry.sockets.iter_mut() {
-            let _ = self.poll.registry().deregister(sock);
-        }
-        if entry.shared.state() != PeerState::Closed {
-            entry.shared.set_state(PeerState::Closed);
-        }
-        self.by_id.remove(&entry.shared.id);
-        self.demux.remove_peer(slot);
-        if let Some(t) = self.tcp.as_mut() {
-            t.remove_peer(slot, self.poll.registry());
-        }
-        self.free.push(slot);
-        self.count.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// Closes every live session with goodbyes and sends them; returns how many.
-    fn close_all(&mut self, now: Instant) -> usize {
-        let mut n = 0;
-        for slot in 0..self.entries.len() {
-            if let Some(e) = self.entries[slot].as_mut() {
-                if e.session.state() != PeerState::Closed {
-                    n += 1;
-                }
-                e.session.close(now);
-            }
-            self.flush(slot);
-        }
-        n
-    }
-
-    fn shutdown(&mut self) {
-        self.close_all(Instant::now());
     }
 }

@@ -1,9 +1,27 @@
 //! The runtime: I/O threads (mio + str0m sessions), the callback dispatcher and the codec
 //! worker pool, plus the process-wide default runtime created on first use.
+//!
+//! The modules form a stack; each imports only from the layers below it (check: grep the
+//! `use super::` and `crate::runtime::` lines in `src/runtime`, and this file's `use`s):
+//!
+//! 1. `callback`, `workers`, `bitrate`, `demux`: leaves, nothing else of the runtime;
+//!    `tcp` (the ICE-TCP port) on `demux` only.
+//! 2. `sink` (frame callbacks) and `shared` (what a peer handle and its I/O thread share)
+//!    on `callback`.
+//! 3. `command`: what reaches an I/O thread (commands, the handle, a new peer), on `shared`
+//!    only (a new peer carries its shared state).
+//! 4. `audio`, `video`: the media pipes, on `command`, `sink`, `workers`, `bitrate`.
+//! 5. `dispatch` (the callback thread) on `shared`; `io_loop` on `command`, `shared`,
+//!    `dispatch`, `demux`, `tcp`, never on a pipe (pipes hang off its `MediaSinks` hooks).
+//! 6. This file: [`Runtime`], starting the threads of the layers below.
+//! 7. `assemble`: builds a peer on a [`Runtime`] and holds the deletion rule; only `api`
+//!    uses it.
 
+pub(crate) mod assemble;
 pub(crate) mod audio;
-pub(crate) mod bitrate;
+mod bitrate;
 mod callback;
+mod command;
 pub(crate) mod demux;
 mod dispatch;
 mod io_loop;
@@ -19,24 +37,23 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::bounded;
 use parking_lot::Mutex;
 use str0m::config::{CryptoProvider, DtlsCert};
 
 use crate::config::RuntimeConfig;
 use crate::error::{Error, Result};
-use crate::limits;
+use audio::AudioClock;
+pub(crate) use command::Command;
+use command::IoHandle;
+use dispatch::Dispatcher;
+use io_loop::{SharedUdp, MAX_SOCKETS_PER_PEER};
+use workers::Workers;
 
 pub use audio::AudioStats;
-pub(crate) use audio::{AudioClock, AudioIn, AudioOut};
-pub(crate) use dispatch::Dispatcher;
-pub(crate) use io_loop::{Command, IoHandle, MediaSinks, NewPeer, MAX_SOCKETS_PER_PEER};
-pub(crate) use shared::PeerShared;
 pub use shared::{PeerEvent, PeerHandler};
 pub use sink::FrameCallback;
 pub use video::VideoStats;
-pub(crate) use video::{VideoIn, VideoOut, VideoPipes};
-pub(crate) use workers::Workers;
 
 /// A set of threads peers live on. Cheap to clone; the threads stop when the last clone
 /// and the last peer on it are gone.
@@ -235,15 +252,6 @@ pub struct RuntimeStats {
     pub tcp_frames_dropped: u64,
 }
 
-/// The shared sockets an I/O thread serves (none on all but the first).
-pub(crate) struct SharedUdp {
-    pub sockets: Vec<std::net::UdpSocket>,
-    pub counters: Arc<demux::DemuxCounters>,
-    /// The ICE-TCP listener (first I/O thread only).
-    pub tcp: Option<std::net::TcpListener>,
-    pub tcp_counters: Arc<tcp::TcpCounters>,
-}
-
 /// Binds the runtime's shared UDP socket(s): on the given IP, or, for an unspecified one,
 /// on every interface address a peer would bind (so the destination of each datagram, which
 /// str0m matches against our candidates, is the socket's own address).
@@ -295,22 +303,5 @@ impl Drop for RuntimeInner {
                 let _ = t.join();
             }
         }
-    }
-}
-
-/// A one-shot reply channel for commands answered by the I/O thread.
-pub(crate) fn reply_channel<T>() -> (Sender<T>, crossbeam_channel::Receiver<T>) {
-    bounded(1)
-}
-
-/// Waits for a command's reply, mapping a vanished I/O thread to `Closed`.
-pub(crate) fn wait_reply<T>(rx: crossbeam_channel::Receiver<Result<T>>) -> Result<T> {
-    match rx.recv_timeout(limits::COMMAND_TIMEOUT) {
-        Ok(r) => r,
-        Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(Error::new(
-            crate::error::ErrorKind::Timeout,
-            "the I/O thread did not answer within 5 s",
-        )),
-        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(Error::closed()),
     }
 }

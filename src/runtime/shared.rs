@@ -1,14 +1,13 @@
 //! What an app-side peer handle and the I/O thread share: the event queue for
 //! `poll_event`, the callback slot and its gate, and a few atomics the app reads cheaply.
+//! It names no pipe type (the pipes hang off the I/O thread's `MediaSinks` hooks).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::audio::{AudioIn, AudioOut};
 use super::callback::CallbackSlot;
-use super::video::VideoPipes;
 use crate::limits;
 use crate::session::PeerState;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -52,9 +51,6 @@ pub(crate) struct PeerShared {
     pub events_dropped: AtomicU64,
     pub track_enabled: [AtomicBool; 3],
     pub closed: AtomicBool,
-    pub audio_in: Option<Arc<AudioIn>>,
-    pub audio_out: Option<Arc<AudioOut>>,
-    pub video: VideoPipes,
 }
 
 impl PeerShared {
@@ -62,9 +58,6 @@ impl PeerShared {
         id: u64,
         local_addrs: Vec<SocketAddr>,
         handler: Option<Arc<dyn PeerHandler>>,
-        audio_in: Option<Arc<AudioIn>>,
-        audio_out: Option<Arc<AudioOut>>,
-        video: VideoPipes,
     ) -> Self {
         let (events_tx, events_rx) = bounded(limits::MAX_EVENT_QUEUE);
         PeerShared {
@@ -81,9 +74,6 @@ impl PeerShared {
                 AtomicBool::new(true),
             ],
             closed: AtomicBool::new(false),
-            audio_in,
-            audio_out,
-            video,
         }
     }
 
@@ -95,14 +85,6 @@ impl PeerShared {
         self.state.store(state_to_u8(s), Ordering::Release);
         if s == PeerState::Closed {
             self.closed.store(true, Ordering::Release);
-            // Readers and blocked writers return `Closed` from now on.
-            if let Some(a) = &self.audio_in {
-                a.ring.close();
-            }
-            if let Some(a) = &self.audio_out {
-                a.close();
-            }
-            self.video.close();
         }
     }
 

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use tracing::debug;
 
 use super::bitrate::{BitrateController, EstimateCell};
-use super::io_loop::{Command, IoHandle};
+use super::command::{Command, IoHandle};
 use super::sink::Sink;
 use super::workers::{Lane, Work, Workers};
 use crate::config::PeerConfig;
@@ -444,7 +444,7 @@ impl VideoOut {
 }
 
 /// All video pipes of one peer.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct VideoPipes {
     /// Camera, screen.
     pub input: [Option<Arc<VideoIn>>; 2],

@@ -636,14 +636,6 @@ impl Session {
         self.net.stats()
     }
 
-    /// Whether the client's track at `receiver_index` is enabled (trackStatus).
-    pub fn track_enabled(&self, receiver_index: usize) -> bool {
-        self.track_enabled
-            .get(receiver_index)
-            .copied()
-            .unwrap_or(false)
-    }
-
     fn has_video_in(&self) -> bool {
         self.cfg.renegotiate_for_video
             && self.receiver_mids[1..].iter().flatten().any(|mid| {

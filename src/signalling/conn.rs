@@ -64,7 +64,7 @@ impl Conn {
             out_pos: 0,
             head_only: false,
             close_after: false,
-            deadline: Some(now + lim.head_timeout),
+            deadline: Some(now + lim.limits.head_timeout),
         }
     }
 
@@ -103,14 +103,14 @@ impl Conn {
                         return Action::Close;
                     }
                     self.stage = Stage::Reading { started: false };
-                    self.deadline = Some(now + lim.idle_timeout);
+                    self.deadline = Some(now + lim.limits.idle_timeout);
                     continue;
                 }
                 Stage::Reading { started } => started,
             };
             if !started && !self.parser.is_between_requests() {
                 self.stage = Stage::Reading { started: true };
-                self.deadline = Some(now + lim.head_timeout);
+                self.deadline = Some(now + lim.limits.head_timeout);
             }
             match self.parser.poll(lim) {
                 Parsed::Request {
@@ -130,7 +130,7 @@ impl Conn {
                     continue;
                 }
                 Parsed::HeadDone { continue_100 } => {
-                    self.deadline = Some(now + lim.body_timeout);
+                    self.deadline = Some(now + lim.limits.body_timeout);
                     if continue_100 {
                         self.out = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
                         self.out_pos = 0;
@@ -139,7 +139,7 @@ impl Conn {
                 }
                 Parsed::Need => {}
             }
-            if self.parser.buffered() >= lim.max_head_bytes + lim.max_body + READ_CHUNK {
+            if self.parser.buffered() >= lim.limits.max_head_bytes + lim.max_body + READ_CHUNK {
                 // Cannot happen within the limits the parser enforces; a last fence.
                 return Action::Close;
             }
@@ -167,7 +167,7 @@ impl Conn {
         self.close_after = close;
         self.head_only = false;
         self.stage = Stage::Writing;
-        self.deadline = Some(now + lim.write_timeout);
+        self.deadline = Some(now + lim.limits.write_timeout);
     }
 
     /// Writes what it can of `out`: `Ok(true)` when all is written.

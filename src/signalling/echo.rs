@@ -275,7 +275,7 @@ impl LiveEcho {
 
 /// The replies to one app message: `bot-ready` first for an RTVI `client-ready` (when
 /// `rtvi` is on), then `{"echo": m}` (binary messages come back as they are).
-pub fn replies(data: &[u8], binary: bool, rtvi: bool) -> Vec<(Vec<u8>, bool)> {
+pub(crate) fn replies(data: &[u8], binary: bool, rtvi: bool) -> Vec<(Vec<u8>, bool)> {
     let mut out = Vec::new();
     if binary {
         out.push((data.to_vec(), true));

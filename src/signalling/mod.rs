@@ -18,10 +18,10 @@
 
 mod conn;
 pub mod echo;
-pub mod esp32;
-pub mod http;
+pub(crate) mod esp32;
+mod http;
 mod parse;
-pub mod registry;
+mod registry;
 pub mod routes;
 mod server;
 mod stats_route;
@@ -40,7 +40,7 @@ use crate::error::Result;
 use crate::runtime::{PeerHandler, Runtime};
 
 pub use http::{Request, Response};
-pub use registry::{Answer, OfferRequest, Registry, RouteError};
+pub use registry::{Answer, OfferRequest, Registry, Resource, RouteError};
 pub use server::{HttpStats, ServerLimits};
 
 /// Feeds `data` to the HTTP request parser in pieces, as a connection would, and panics

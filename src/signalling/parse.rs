@@ -101,14 +101,14 @@ impl RequestParser {
         if skip > 0 {
             self.inbuf.drain(..skip);
         }
-        let mut headers = vec![httparse::EMPTY_HEADER; lim.max_headers];
+        let mut headers = vec![httparse::EMPTY_HEADER; lim.limits.max_headers];
         let mut parsed = httparse::Request::new(&mut headers);
         let used = match parsed.parse(&self.inbuf) {
-            Ok(httparse::Status::Complete(n)) if n > lim.max_head_bytes => {
+            Ok(httparse::Status::Complete(n)) if n > lim.limits.max_head_bytes => {
                 return Parsed::Respond(too_large_head(lim))
             }
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if self.inbuf.len() > lim.max_head_bytes => {
+            Ok(httparse::Status::Partial) if self.inbuf.len() > lim.limits.max_head_bytes => {
                 return Parsed::Respond(too_large_head(lim))
             }
             Ok(httparse::Status::Partial) => {
@@ -118,7 +118,7 @@ impl RequestParser {
             Err(httparse::Error::TooManyHeaders) => {
                 return Parsed::Respond(Response::error(
                     431,
-                    format!("more than {} request headers", lim.max_headers),
+                    format!("more than {} request headers", lim.limits.max_headers),
                 ))
             }
             Err(e) => return Parsed::Respond(Response::error(400, format!("bad request: {e}"))),
@@ -212,7 +212,7 @@ fn too_large_head(lim: &HttpBounds) -> Response {
         431,
         format!(
             "the request line and headers are over {} bytes",
-            lim.max_head_bytes
+            lim.limits.max_head_bytes
         ),
     )
 }
@@ -323,13 +323,13 @@ fn decode_chunk(
             Ok(Some(false))
         }
         Chunk::Trailers => {
-            let mut trailers = vec![httparse::EMPTY_HEADER; lim.max_headers];
+            let mut trailers = vec![httparse::EMPTY_HEADER; lim.limits.max_headers];
             match httparse::parse_headers(inbuf, &mut trailers) {
                 Ok(httparse::Status::Complete((used, _))) => {
                     inbuf.drain(..used);
                     Ok(Some(true))
                 }
-                Ok(httparse::Status::Partial) if inbuf.len() > lim.max_head_bytes => {
+                Ok(httparse::Status::Partial) if inbuf.len() > lim.limits.max_head_bytes => {
                     Err(too_large_head(lim))
                 }
                 Ok(httparse::Status::Partial) => Ok(None),
@@ -368,7 +368,7 @@ pub(crate) fn check_any_input(data: &[u8]) {
             }
         }
         assert!(
-            p.buffered() <= lim.max_head_bytes + lim.max_body,
+            p.buffered() <= lim.limits.max_head_bytes + lim.max_body,
             "{} bytes held",
             p.buffered()
         );

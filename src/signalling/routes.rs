@@ -21,7 +21,7 @@ pub fn handle(req: &Request, reg: &Registry) -> Response {
 }
 
 /// Adds the CORS headers every response carries.
-pub fn with_cors(r: Response) -> Response {
+pub(crate) fn with_cors(r: Response) -> Response {
     r.with_header("Access-Control-Allow-Origin", "*")
         .with_header(
             "Access-Control-Allow-Methods",
@@ -41,7 +41,7 @@ pub fn with_cors(r: Response) -> Response {
 
 /// Asks the server's access hook, if any, whether `req` may go on; refusals are 401 (with
 /// `WWW-Authenticate: Bearer`, see [`error_response`]) or 403.
-pub fn check_access(
+pub(crate) fn check_access(
     req: &Request,
     reg: &Registry,
     protocol: Protocol,
@@ -74,7 +74,7 @@ fn non_empty(m: String, default: &str) -> String {
 }
 
 /// The `{"error": …}` response of a failed request; a 401 says how to authenticate.
-pub fn error_response(e: RouteError) -> Response {
+pub(crate) fn error_response(e: RouteError) -> Response {
     if e.status == 503 {
         // A cap or a full queue: the client may try again soon (`Retry-After`).
         return super::server::busy(&e.message);
@@ -139,7 +139,7 @@ fn result(r: Result<Value, RouteError>) -> Response {
 }
 
 /// A CORS preflight's answer.
-pub fn preflight(methods: &str) -> Response {
+pub(crate) fn preflight(methods: &str) -> Response {
     Response {
         status: 204,
         headers: vec![("Allow".into(), methods.into())],
@@ -148,7 +148,7 @@ pub fn preflight(methods: &str) -> Response {
 }
 
 /// 405 with the methods a route takes.
-pub fn not_allowed(methods: &str) -> Response {
+pub(crate) fn not_allowed(methods: &str) -> Response {
     Response::error(405, format!("method not allowed; use {methods}")).with_header("Allow", methods)
 }
 

@@ -123,33 +123,19 @@ impl ServerLimits {
     }
 }
 
-/// What the connections need of the limits (with the body limit, which predates
-/// [`ServerLimits`] and stays in `ServerConfig::max_body`).
+/// What the connections obey: the server's [`ServerLimits`] and the body limit, which
+/// predates them and stays in `ServerConfig::max_body`.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpBounds {
+    pub limits: ServerLimits,
     pub max_body: usize,
-    pub head_timeout: Duration,
-    pub body_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub write_timeout: Duration,
-    pub max_headers: usize,
-    pub max_head_bytes: usize,
-    pub max_connections: usize,
-    pub max_connections_per_source: usize,
 }
 
 impl HttpBounds {
-    pub fn new(l: &ServerLimits, max_body: usize) -> HttpBounds {
+    pub fn new(limits: &ServerLimits, max_body: usize) -> HttpBounds {
         HttpBounds {
+            limits: limits.clone(),
             max_body,
-            head_timeout: l.head_timeout,
-            body_timeout: l.body_timeout,
-            idle_timeout: l.idle_timeout,
-            write_timeout: l.write_timeout,
-            max_headers: l.max_headers,
-            max_head_bytes: l.max_head_bytes,
-            max_connections: l.max_connections,
-            max_connections_per_source: l.max_connections_per_source,
         }
     }
 }
@@ -253,7 +239,7 @@ impl HttpServer {
                 .spawn(move || run_handler(&rx, &tx, &waker, &*handle))?;
             handlers.push(t);
         }
-        let max_connections = lim.max_connections;
+        let max_connections = lim.limits.max_connections;
         let mut lp = Loop {
             poll,
             listener,
@@ -458,9 +444,9 @@ impl Loop {
             // its place.)
             if self.cap_lowered_until.is_some_and(|u| now >= u) {
                 self.cap_lowered_until = None;
-                self.conn_cap = self.lim.max_connections;
+                self.conn_cap = self.lim.limits.max_connections;
             }
-            let over_source = from_source >= self.lim.max_connections_per_source;
+            let over_source = from_source >= self.lim.limits.max_connections_per_source;
             if over_source || (self.conns.len() >= self.conn_cap && !self.evict_idle()) {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 debug!("HTTP connection from {peer} refused: at the connection cap");

@@ -25,7 +25,7 @@ const RESOURCE_METHODS: &str = "PATCH, DELETE, OPTIONS";
 
 /// Routes `/whip`, `/whep` and their resources `/whip/{id}`, `/whep/{id}`; `None` for
 /// other paths.
-pub fn route(req: &Request, reg: &Registry, segments: &[&str]) -> Option<Response> {
+pub(crate) fn route(req: &Request, reg: &Registry, segments: &[&str]) -> Option<Response> {
     let (protocol, id) = match segments {
         ["whip"] => (Protocol::Whip, None),
         ["whep"] => (Protocol::Whep, None),
@@ -175,6 +175,7 @@ fn require_type(req: &Request, want: &str) -> Result<(), RouteError> {
 
 /// The parts of a trickle fragment we use.
 #[derive(Debug, Default, PartialEq, Eq)]
+#[doc(hidden)]
 pub struct SdpFrag {
     /// `a=ice-ufrag`, if present.
     pub ufrag: Option<String>,
@@ -184,11 +185,12 @@ pub struct SdpFrag {
 
 /// Largest number of candidates one fragment may carry (a client gathers a handful per
 /// interface; this bounds the work a PATCH can ask for).
-pub const MAX_FRAG_CANDIDATES: usize = 64;
+pub(crate) const MAX_FRAG_CANDIDATES: usize = 64;
 
 /// Reads an `application/trickle-ice-sdpfrag` body (RFC 8840): candidates of every media
 /// section (we bundle), the ufrag, end-of-candidates. Other lines are ignored; a fragment
 /// with lines that are not SDP is a 400.
+#[doc(hidden)]
 pub fn parse_sdpfrag(text: &str) -> Result<SdpFrag, RouteError> {
     let mut frag = SdpFrag::default();
     for (n, line) in text.lines().enumerate() {
@@ -223,7 +225,7 @@ pub fn parse_sdpfrag(text: &str) -> Result<SdpFrag, RouteError> {
 }
 
 /// The server's ICE servers as RFC 9725 §4.6 `Link` header values, one per URL.
-pub fn ice_server_links(reg: &Registry) -> Vec<String> {
+pub(crate) fn ice_server_links(reg: &Registry) -> Vec<String> {
     let mut out = Vec::new();
     for s in &reg.config().ice_servers {
         for url in &s.urls {
@@ -247,6 +249,7 @@ fn quote_escape(s: &str) -> String {
 
 /// The query string as a JSON object of strings (`?room=a&x` → `{"room":"a","x":""}`);
 /// `Null` when there is none. Percent-escapes and `+` are decoded; later keys win.
+#[doc(hidden)]
 pub fn query_object(query: &str) -> Value {
     let mut map = Map::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
