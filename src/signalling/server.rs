@@ -24,8 +24,9 @@ use super::http::{Request, Response};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits;
 
-/// The HTTP bounds of a signalling server (every default is a named constant in
-/// `limits` with its reason).
+/// The HTTP and peer bounds of a signalling server. Each field's doc gives its default;
+/// past a bound a client gets the status the field names (400, 413, 431 or 503 with
+/// `Retry-After`), and the server keeps serving everyone else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerLimits {
     /// Wait for a request line and headers from their first byte. Default 5 s.
