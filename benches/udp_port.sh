@@ -56,6 +56,8 @@ start() {
     local args=(--addr "127.0.0.1:$PORT" --max-peers 4000 --max-peers-per-source 4000)
     if [ "$mode" = shared ]; then
         args+=(--udp-port "$UDP_PORT")
+    else
+        args+=(--per-peer-ports)
     fi
     taskset -c 0 "$@" "$ECHO" "${args[@]}" > "$OUT/$mode.server.log" 2>&1 &
     SERVER_PID=$!

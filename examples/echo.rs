@@ -7,9 +7,11 @@
 //!
 //! Options: `--addr IP:PORT` (port 0: any), `--single` (one connection at a time),
 //! `--esp32` (compact answers for pipecat-esp32), `--esp32-host IP` (only that address's
-//! candidates in ESP32 answers), `--no-rtvi`, `--udp-port PORT` (every peer on that one UDP
-//! port, on the `--addr` IP when it is loopback, else on every interface; without it each
-//! peer binds a port of its own), `--tcp-port PORT` (ICE over TCP on that port, same IP
+//! candidates in ESP32 answers), `--no-rtvi`, `--udp-port PORT` (the one UDP port every peer
+//! uses, on the `--addr` IP when it is loopback, else on every interface; by default the
+//! same number as the HTTP port, so one number opens both), `--per-peer-ports` (instead,
+//! each peer binds a UDP port of its own), `--public-ip IP` (the address clients reach us
+//! at, behind a 1:1 NAT such as a cloud VM's), `--tcp-port PORT` (ICE over TCP on that port, same IP
 //! choice, for clients whose UDP is blocked), `--max-peers N` and `--max-peers-per-source N`
 //! (live peers overall and per client address; defaults 256 and 32; load tests from one
 //! address need more). `RUST_LOG=info` shows each peer's states.
@@ -38,6 +40,7 @@ fn main() {
     let mut rtvi = true;
     let mut udp_port: Option<u16> = None;
     let mut tcp_port: Option<u16> = None;
+    let mut per_peer_ports = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -53,6 +56,8 @@ fn main() {
             "--single" => cfg.mode = ConnectionMode::Single,
             "--no-rtvi" => rtvi = false,
             "--udp-port" => udp_port = Some(parse(&value("--udp-port"), "--udp-port")),
+            "--per-peer-ports" => per_peer_ports = true,
+            "--public-ip" => cfg.peer.public_ip = Some(parse(&value("--public-ip"), "--public-ip")),
             "--tcp-port" => tcp_port = Some(parse(&value("--tcp-port"), "--tcp-port")),
             "--max-peers" => cfg.limits.max_peers = parse(&value("--max-peers"), "--max-peers"),
             "--max-peers-per-source" => {
@@ -60,7 +65,7 @@ fn main() {
                     parse(&value("--max-peers-per-source"), "--max-peers-per-source")
             }
             "-h" | "--help" => {
-                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT] [--tcp-port PORT] [--max-peers N] [--max-peers-per-source N]");
+                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT | --per-peer-ports] [--public-ip IP] [--tcp-port PORT] [--max-peers N] [--max-peers-per-source N]");
                 return;
             }
             other => {
@@ -69,6 +74,11 @@ fn main() {
             }
         }
     }
+    // One UDP port for every peer unless asked otherwise: by default the HTTP port's number.
+    let udp_port = match per_peer_ports {
+        true => None,
+        false => Some(udp_port.unwrap_or(cfg.addr.port())),
+    };
     if udp_port.is_some() || tcp_port.is_some() {
         let ip = match cfg.peer.bind_ip {
             Some(ip) => ip,
