@@ -581,6 +581,22 @@ typedef struct SwrtcRuntimeConfig {
    * Port of the shared socket (0: any free port). Used only with `udp_shared`.
    */
   uint16_t udp_port;
+  /**
+   * STUN/TURN servers for the runtime's own sockets, as a JSON array of
+   * `RTCIceServer`s (`[{"urls":["stun:host:3478"]}]`, `urls` a string or an array,
+   * `username`/`credential` optional), NUL-terminated and copied; NULL: none. From each
+   * `stun:` URL the I/O thread learns the sockets' public address and offers it as a
+   * server-reflexive candidate (no `public_ip` needed behind a NAT); host names are
+   * looked up once on a thread of their own. `turn:`/`turns:` URLs are checked but not
+   * used yet. Bad JSON or URLs fail `swrtc_runtime_new`; a dead server is counted in
+   * `swrtc_runtime_stats`, never a failed offer.
+   */
+  const char *ice_servers_json;
+  /**
+   * Longest a peer's first answer waits for its server-reflexive addresses (ms,
+   * 0..=4000). Default 1000. Only with `stun:` servers.
+   */
+  uint32_t gather_timeout_ms;
 } SwrtcRuntimeConfig;
 
 /**
@@ -604,6 +620,26 @@ typedef struct SwrtcRuntimeStats {
    * a client still there is bound again by its next check.
    */
   uint64_t udp_bindings_evicted;
+  /**
+   * STUN binding transactions started toward the `stun:` servers.
+   */
+  uint64_t stun_requests;
+  /**
+   * STUN answers that told us a server-reflexive address.
+   */
+  uint64_t stun_responses;
+  /**
+   * STUN transactions no answer came for (a dead or unreachable server).
+   */
+  uint64_t stun_timeouts;
+  /**
+   * STUN error answers, answers without an address, names that did not resolve.
+   */
+  uint64_t stun_errors;
+  /**
+   * First answers sent when the gather timeout ran out before the STUN servers answered.
+   */
+  uint64_t stun_answers_without_srflx;
 } SwrtcRuntimeStats;
 
 /**
@@ -636,7 +672,10 @@ typedef struct SwrtcServerConfig {
   const char *esp32_host;
   /**
    * ICE servers `POST /start` hands to clients, as a JSON array of
-   * `{"urls":[...],"username":...,"credential":...}`. NULL: none.
+   * `{"urls":[...],"username":...,"credential":...}`. NULL: none. With `rt` NULL in
+   * `swrtc_server_new` and a `stun:` URL among them, the server's peers use them too
+   * (a runtime of the server's own); with a runtime given, its `ice_servers_json`
+   * applies to the peers.
    */
   const char *ice_servers_json;
   /**
@@ -1321,11 +1360,13 @@ enum SwrtcResult swrtc_runtime_config_default(struct SwrtcRuntimeConfig *cfg);
  * Starts a runtime. `cfg` NULL means defaults. On success `*out` owns it: free it with
  * `swrtc_runtime_free` (peers created on it keep it alive until they are freed too).
  *
- * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip`),
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip`,
+ * bad `ice_servers_json` or URL, `gather_timeout_ms` over 4000),
  * `SWRTC_ERR_IO` (the shared UDP port is taken). Any thread.
  *
  * # Safety
- * `cfg` is NULL or valid (its `udp_ip` NULL or NUL-terminated); `out` is valid for one
+ * `cfg` is NULL or valid (its `udp_ip` and `ice_servers_json` NULL or NUL-terminated);
+ * `out` is valid for one
  * pointer write.
  */
 enum SwrtcResult swrtc_runtime_new(const struct SwrtcRuntimeConfig *cfg, struct SwrtcRuntime **out);

@@ -117,6 +117,33 @@ pub struct RuntimeConfig {
     /// `port_max`, and all live on the first I/O thread. `None` (the default): each peer
     /// binds sockets of its own.
     pub udp_addr: Option<SocketAddr>,
+    /// STUN and TURN servers for the runtime's own sockets. From each `stun:` URL the I/O
+    /// thread learns the server-reflexive (public) address of the shared UDP socket (at
+    /// start, then every 30 s) or of each peer's own sockets (when the peer is created),
+    /// and offers it as a `srflx` candidate: a bot behind a NAT then needs no `public_ip`.
+    /// Host names are resolved once, off the I/O thread. Bad URLs fail `Runtime::new`; a
+    /// dead server is logged and counted (`RuntimeStats`), never a failed offer. `turn:`,
+    /// `turns:` and `stuns:` URLs are checked but not used by the runtime yet (the
+    /// signalling server hands them to clients). Default: none.
+    pub ice_servers: Vec<IceServer>,
+    /// Longest a peer's first answer waits for its sockets' server-reflexive addresses
+    /// (only with `stun:` servers configured); 0..=4 s. Default 1 s. With the shared UDP
+    /// socket the address is usually known before the offer comes: no wait at all.
+    pub gather_timeout: Duration,
+}
+
+/// A STUN or TURN server, shaped like the browser's `RTCIceServer` (and Pipecat's
+/// `IceServer`): the same type configures the runtime and what the signalling server hands
+/// to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IceServer {
+    /// `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or
+    /// `turns:host[:port]` URLs (see [`crate::ice::IceUrl::parse`]).
+    pub urls: Vec<String>,
+    /// TURN user name.
+    pub username: Option<String>,
+    /// TURN credential.
+    pub credential: Option<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -125,6 +152,8 @@ impl Default for RuntimeConfig {
             io_threads: 1,
             worker_threads: 0,
             udp_addr: None,
+            ice_servers: Vec::new(),
+            gather_timeout: limits::GATHER_TIMEOUT,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ffi;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod ice;
 pub mod io;
 pub mod limits;
 pub mod media;
@@ -22,7 +23,7 @@ pub mod session;
 pub mod signalling;
 
 pub use api::{Peer, PeerReport};
-pub use config::{PeerConfig, RuntimeConfig};
+pub use config::{IceServer, PeerConfig, RuntimeConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use media::video::{VideoFrame, VideoSource};
 pub use runtime::{

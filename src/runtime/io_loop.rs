@@ -15,6 +15,10 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
 
+mod srflx;
+
+pub(crate) use srflx::StunSetup;
+
 use super::demux::Demux;
 use super::shared::{PeerEvent, PeerShared};
 use super::{Dispatcher, SharedUdp};
@@ -113,6 +117,8 @@ pub(crate) enum Command {
     Barrier {
         reply: Sender<()>,
     },
+    /// The STUN servers' addresses, looked up off the I/O thread.
+    StunServers(Vec<SocketAddr>),
     Shutdown,
 }
 
@@ -196,12 +202,15 @@ struct IoLoop {
     by_id: HashMap<u64, usize>,
     buf: Vec<u8>,
     count: Arc<AtomicUsize>,
+    /// STUN: server-reflexive addresses of our sockets (see `srflx`).
+    srflx: srflx::Srflx,
 }
 
 pub(crate) fn spawn(
     index: usize,
     dispatcher: Dispatcher,
     shared_udp: SharedUdp,
+    stun: StunSetup,
 ) -> Result<(IoHandle, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let mut shared = Vec::new();
@@ -231,7 +240,9 @@ pub(crate) fn spawn(
         by_id: HashMap::new(),
         buf: vec![0; limits::MAX_DATAGRAM + 1],
         count: count.clone(),
+        srflx: srflx::Srflx::new(stun, Instant::now()),
     };
+    lp.gather_shared(Instant::now());
     let t = std::thread::Builder::new()
         .name(format!("swrtc-io-{index}"))
         .spawn(move || lp.run())?;
@@ -256,6 +267,7 @@ impl IoLoop {
                 .iter()
                 .flatten()
                 .map(|e| e.session.poll_timeout())
+                .chain(self.srflx.poll_timeout())
                 .min();
             let mut wait = deadline.map_or(Duration::from_secs(1), |d| {
                 d.saturating_duration_since(now).min(Duration::from_secs(1))
@@ -294,6 +306,7 @@ impl IoLoop {
                 return;
             }
             let now = Instant::now();
+            self.srflx_tick(now);
             for slot in 0..self.entries.len() {
                 let due = match &self.entries[slot] {
                     Some(e) => e.session.poll_timeout() <= now,
@@ -325,6 +338,8 @@ impl IoLoop {
                 Ok((n, source)) => {
                     if n > limits::MAX_DATAGRAM {
                         entry.session.count_dropped_datagram();
+                    } else if self.srflx.claim(now, local, source, &self.buf[..n]) {
+                        // A STUN server's answer about this socket, not the client's.
                     } else {
                         entry
                             .session
@@ -368,6 +383,9 @@ impl IoLoop {
             };
             // One byte past the limit is enough to count an oversized datagram as one.
             let data = &self.buf[..n.min(limits::MAX_DATAGRAM + 1)];
+            if self.srflx.claim(now, local, source, data) {
+                continue;
+            }
             let entries = &mut self.entries;
             let fed = self.demux.feed(now, source, local, data, |slot| {
                 entries
@@ -419,19 +437,7 @@ impl IoLoop {
             match cmd {
                 Command::Shutdown => return false,
                 Command::AddPeer(p) => self.add_peer(*p),
-                Command::Offer { id, sdp, reply } => {
-                    let r = self.with_entry(id, |e| {
-                        let answer = e.session.accept_offer(&sdp, now)?;
-                        if let Some(v) = &e.shared.video.output {
-                            v.set_codec(e.session.video_out_codec());
-                        }
-                        Ok(answer)
-                    });
-                    if let Some(&slot) = self.by_id.get(&id) {
-                        self.register_ufrag(slot);
-                    }
-                    let _ = reply.send(r);
-                }
+                Command::Offer { id, sdp, reply } => self.offer(id, sdp, reply, now),
                 Command::Candidate {
                     id,
                     candidate,
@@ -507,9 +513,25 @@ impl IoLoop {
                 Command::Barrier { reply } => {
                     let _ = reply.send(());
                 }
+                Command::StunServers(servers) => self.stun_servers_known(servers, now),
             }
         }
         true
+    }
+
+    /// Answers an offer (its first one after `srflx` let it through).
+    fn answer_offer(&mut self, id: u64, sdp: &str, reply: Sender<Result<String>>, now: Instant) {
+        let r = self.with_entry(id, |e| {
+            let answer = e.session.accept_offer(sdp, now)?;
+            if let Some(v) = &e.shared.video.output {
+                v.set_codec(e.session.video_out_codec());
+            }
+            Ok(answer)
+        });
+        if let Some(&slot) = self.by_id.get(&id) {
+            self.register_ufrag(slot);
+        }
+        let _ = reply.send(r);
     }
 
     /// Runs `f` on a live session, then flushes its output.
@@ -557,6 +579,7 @@ impl IoLoop {
             sinks: p.sinks,
         });
         self.register_ufrag(slot);
+        self.srflx_add_peer(slot, self.clock);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -641,6 +664,7 @@ impl IoLoop {
         for (sock, _) in entry.sockets.iter_mut() {
             let _ = self.poll.registry().deregister(sock);
         }
+        self.srflx_forget(slot, &entry.sockets);
         if entry.shared.state() != PeerState::Closed {
             entry.shared.set_state(PeerState::Closed);
         }

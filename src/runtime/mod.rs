@@ -29,6 +29,7 @@ use crate::limits;
 pub use audio::AudioStats;
 pub(crate) use audio::{AudioClock, AudioIn, AudioOut};
 pub(crate) use dispatch::Dispatcher;
+use io_loop::StunSetup;
 pub(crate) use io_loop::{Command, IoHandle, MediaSinks, NewPeer, MAX_SOCKETS_PER_PEER};
 pub(crate) use shared::PeerShared;
 pub use shared::{PeerEvent, PeerHandler};
@@ -55,6 +56,7 @@ pub(crate) struct RuntimeInner {
     /// Local addresses of the shared UDP sockets (empty: peers bind their own).
     pub shared_udp: Vec<SocketAddr>,
     udp_counters: Arc<demux::DemuxCounters>,
+    stun_counters: Arc<crate::ice::StunCounters>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -64,6 +66,7 @@ impl Runtime {
         if cfg.io_threads == 0 || cfg.io_threads > 64 {
             return Err(Error::invalid("io_threads must be 1..=64"));
         }
+        let stun = StunServers::from_config(&cfg)?;
         let crypto = Arc::new(str0m::crypto::from_feature_flags());
         // One certificate for the runtime: generating one per peer costs ~30 ms each.
         let cert = crypto
@@ -86,6 +89,7 @@ impl Runtime {
             .map(|s| s.local_addr())
             .collect::<std::io::Result<Vec<_>>>()?;
         let udp_counters = Arc::new(demux::DemuxCounters::default());
+        let stun_counters = Arc::new(crate::ice::StunCounters::default());
         let mut io = Vec::new();
         for i in 0..cfg.io_threads {
             // The shared sockets live on the first I/O thread, with every peer using them.
@@ -93,9 +97,18 @@ impl Runtime {
                 sockets: std::mem::take(&mut shared_sockets),
                 counters: udp_counters.clone(),
             };
-            let (handle, t) = io_loop::spawn(i, dispatcher.clone(), shared)?;
+            let setup = StunSetup {
+                enabled: !stun.urls.is_empty(),
+                servers: stun.literal.clone(),
+                timeout: cfg.gather_timeout,
+                counters: stun_counters.clone(),
+            };
+            let (handle, t) = io_loop::spawn(i, dispatcher.clone(), shared, setup)?;
             io.push(handle);
             threads.push(t);
+        }
+        if stun.literal.is_none() {
+            stun.resolve_in_background(io.clone(), stun_counters.clone())?;
         }
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
@@ -108,6 +121,7 @@ impl Runtime {
                 cert,
                 shared_udp,
                 udp_counters,
+                stun_counters,
                 threads: Mutex::new(threads),
             }),
         })
@@ -149,14 +163,21 @@ impl Runtime {
             .sum()
     }
 
-    /// Counters of the shared UDP socket (all zero without `RuntimeConfig::udp_addr`).
+    /// Counters of the shared UDP socket (all zero without `RuntimeConfig::udp_addr`) and
+    /// of the STUN client (all zero without `stun:` servers).
     pub fn stats(&self) -> RuntimeStats {
         let c = &self.inner.udp_counters;
+        let s = &self.inner.stun_counters;
         RuntimeStats {
             udp_dropped_unknown_ufrag: c.dropped_unknown_ufrag.load(Ordering::Relaxed),
             udp_dropped_unbound: c.dropped_unbound.load(Ordering::Relaxed),
             udp_bindings: c.bindings.load(Ordering::Relaxed),
             udp_bindings_evicted: c.bindings_evicted.load(Ordering::Relaxed),
+            stun_requests: s.requests.load(Ordering::Relaxed),
+            stun_responses: s.responses.load(Ordering::Relaxed),
+            stun_timeouts: s.timeouts.load(Ordering::Relaxed),
+            stun_errors: s.errors.load(Ordering::Relaxed),
+            stun_answers_without_srflx: s.answers_without_srflx.load(Ordering::Relaxed),
         }
     }
 
@@ -184,6 +205,81 @@ pub struct RuntimeStats {
     /// Bindings dropped: idle, or pushed out by the per-peer or table bound (a client
     /// that is still there is bound again by its next check).
     pub udp_bindings_evicted: u64,
+    /// STUN binding transactions started toward the `stun:` servers (retransmissions not
+    /// counted).
+    pub stun_requests: u64,
+    /// STUN answers that told us a server-reflexive address.
+    pub stun_responses: u64,
+    /// STUN transactions no answer came for (a dead or unreachable server).
+    pub stun_timeouts: u64,
+    /// STUN error answers, answers without an address, server names that did not resolve.
+    pub stun_errors: u64,
+    /// First answers sent when the gather timeout ran out before the STUN servers had
+    /// answered (they may lack a server-reflexive candidate).
+    pub stun_answers_without_srflx: u64,
+}
+
+/// The `stun:` servers of a runtime config, checked.
+struct StunServers {
+    urls: Vec<crate::ice::IceUrl>,
+    /// Their addresses when every host is an IP literal (nothing to look up).
+    literal: Option<Vec<SocketAddr>>,
+}
+
+impl StunServers {
+    fn from_config(cfg: &RuntimeConfig) -> Result<StunServers> {
+        use crate::ice::{IceScheme, IceTransport};
+        if cfg.gather_timeout > Duration::from_secs(4) {
+            // An offer's caller waits 5 s for the I/O thread's answer.
+            return Err(Error::invalid("gather_timeout must be at most 4 s"));
+        }
+        let mut urls = Vec::new();
+        for u in crate::ice::parse_servers(&cfg.ice_servers)? {
+            if u.scheme == IceScheme::Stun && u.transport == IceTransport::Udp {
+                urls.push(u);
+            } else {
+                tracing::info!(
+                    "ICE server {}:{} ({:?}) is not used by the runtime (only stun: is)",
+                    u.host,
+                    u.port,
+                    u.scheme
+                );
+            }
+        }
+        let literal = urls.iter().map(|u| u.literal_addr()).collect();
+        Ok(StunServers { urls, literal })
+    }
+
+    /// Looks the servers' names up on a thread of its own (a lookup may block for
+    /// seconds) and hands the addresses to every I/O thread; names that fail are logged
+    /// and counted. The thread ends when that is done.
+    fn resolve_in_background(
+        &self,
+        io: Vec<IoHandle>,
+        counters: Arc<crate::ice::StunCounters>,
+    ) -> Result<()> {
+        let urls = self.urls.clone();
+        std::thread::Builder::new()
+            .name("swrtc-stun-resolve".into())
+            .spawn(move || {
+                let mut addrs = Vec::new();
+                for u in &urls {
+                    match u.resolve() {
+                        Ok(a) => addrs.extend(a),
+                        Err(e) => {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("{e}");
+                        }
+                    }
+                }
+                addrs.dedup();
+                for h in &io {
+                    // A closed runtime simply refuses it.
+                    let _ = h.send(Command::StunServers(addrs.clone()));
+                }
+            })?;
+        Ok(())
+    }
 }
 
 /// The shared sockets an I/O thread serves (none on all but the first).
