@@ -9,7 +9,10 @@
 //! `--esp32` (compact answers for pipecat-esp32), `--esp32-host IP` (only that address's
 //! candidates in ESP32 answers), `--no-rtvi`, `--udp-port PORT` (every peer on that one UDP
 //! port, on the `--addr` IP when it is loopback, else on every interface; without it each
-//! peer binds a port of its own). `RUST_LOG=info` shows each peer's states.
+//! peer binds a port of its own), `--ice-server URL` (repeatable: `stun:host:port` or
+//! `turn:…`, handed to clients by `/start`; from `stun:` ones the bot learns its public
+//! address, so it works behind a NAT), `--ice-username NAME` and `--ice-credential SECRET`
+//! (for the TURN URLs). `RUST_LOG=info` shows each peer's states.
 //!
 //! On SIGINT (Ctrl-C) or SIGTERM it shuts down gracefully: every connected client gets
 //! `peerLeft`, SCTP shutdown and DTLS close_notify (within 1 s), then the process exits.
@@ -18,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use smallwebrtc::signalling::{echo, ConnectionMode, Server, ServerConfig};
-use smallwebrtc::{Runtime, RuntimeConfig};
+use smallwebrtc::{IceServer, Runtime, RuntimeConfig};
 
 fn main() {
     // Before any thread starts, so every thread inherits the mask and the signals wait for
@@ -34,6 +37,7 @@ fn main() {
     };
     let mut rtvi = true;
     let mut udp_port: Option<u16> = None;
+    let mut ice = IceServer::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -49,8 +53,14 @@ fn main() {
             "--single" => cfg.mode = ConnectionMode::Single,
             "--no-rtvi" => rtvi = false,
             "--udp-port" => udp_port = Some(parse(&value("--udp-port"), "--udp-port")),
+            "--ice-server" => ice.urls.push(value("--ice-server")),
+            "--ice-username" => ice.username = Some(value("--ice-username")),
+            "--ice-credential" => ice.credential = Some(value("--ice-credential")),
             "-h" | "--help" => {
-                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT]");
+                eprintln!(
+                    "usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] \
+                     [--udp-port PORT] [--ice-server URL]... [--ice-username NAME] [--ice-credential SECRET]"
+                );
                 return;
             }
             other => {
@@ -58,6 +68,10 @@ fn main() {
                 std::process::exit(2);
             }
         }
+    }
+    if !ice.urls.is_empty() {
+        // Handed to clients, and (without --udp-port) used by the server's own runtime.
+        cfg.ice_servers = vec![ice];
     }
     if let Some(port) = udp_port {
         let ip = match cfg.peer.bind_ip {
@@ -67,12 +81,13 @@ fn main() {
         };
         let rt = Runtime::new(RuntimeConfig {
             udp_addr: Some(SocketAddr::new(ip, port)),
+            ice_servers: cfg.ice_servers.clone(),
             ..RuntimeConfig::default()
         });
         match rt {
             Ok(rt) => cfg.runtime = Some(rt),
             Err(e) => {
-                eprintln!("cannot bind UDP port {port}: {e}");
+                eprintln!("cannot start the runtime on UDP port {port}: {e}");
                 std::process::exit(1);
             }
         }
