@@ -11,8 +11,8 @@
 //! port, on the `--addr` IP when it is loopback, else on every interface; without it each
 //! peer binds a port of its own), `--ice-server URL` (repeatable: `stun:host:port` or
 //! `turn:…`, handed to clients by `/start`; from `stun:` ones the bot learns its public
-//! address, so it works behind a NAT), `--ice-username NAME` and `--ice-credential SECRET`
-//! (for the TURN URLs). `RUST_LOG=info` shows each peer's states.
+//! address, so it works behind a NAT, and `turn:` ones give each peer a relay),
+//! `--ice-username NAME` and `--ice-credential SECRET` (for the TURN URLs). `RUST_LOG=info` shows each peer's states.
 //!
 //! On SIGINT (Ctrl-C) or SIGTERM it shuts down gracefully: every connected client gets
 //! `peerLeft`, SCTP shutdown and DTLS close_notify (within 1 s), then the process exits.

@@ -586,15 +586,17 @@ typedef struct SwrtcRuntimeConfig {
    * `RTCIceServer`s (`[{"urls":["stun:host:3478"]}]`, `urls` a string or an array,
    * `username`/`credential` optional), NUL-terminated and copied; NULL: none. From each
    * `stun:` URL the I/O thread learns the sockets' public address and offers it as a
-   * server-reflexive candidate (no `public_ip` needed behind a NAT); host names are
-   * looked up once on a thread of their own. `turn:`/`turns:` URLs are checked but not
+   * server-reflexive candidate (no `public_ip` needed behind a NAT); from each `turn:`
+   * URL over UDP (`username` and `credential` required) each peer's own sockets get a
+   * relay, offered as a relay candidate and deleted when the peer closes. Host names are
+   * looked up once on a thread of their own. `turns:` and TCP URLs are checked but not
    * used yet. Bad JSON or URLs fail `swrtc_runtime_new`; a dead server is counted in
    * `swrtc_runtime_stats`, never a failed offer.
    */
   const char *ice_servers_json;
   /**
-   * Longest a peer's first answer waits for its server-reflexive addresses (ms,
-   * 0..=4000). Default 1000. Only with `stun:` servers.
+   * Longest a peer's first answer waits for its server-reflexive addresses and relays
+   * (ms, 0..=4000). Default 1000. Only with `stun:`/`turn:` servers.
    */
   uint32_t gather_timeout_ms;
 } SwrtcRuntimeConfig;
@@ -640,6 +642,10 @@ typedef struct SwrtcRuntimeStats {
    * First answers sent when the gather timeout ran out before the STUN servers answered.
    */
   uint64_t stun_answers_without_srflx;
+  /**
+   * TURN relay allocations made (one per peer socket and `turn:` server).
+   */
+  uint64_t turn_relays;
 } SwrtcRuntimeStats;
 
 /**

@@ -122,12 +122,15 @@ pub struct RuntimeConfig {
     /// start, then every 30 s) or of each peer's own sockets (when the peer is created),
     /// and offers it as a `srflx` candidate: a bot behind a NAT then needs no `public_ip`.
     /// Host names are resolved once, off the I/O thread. Bad URLs fail `Runtime::new`; a
-    /// dead server is logged and counted (`RuntimeStats`), never a failed offer. `turn:`,
-    /// `turns:` and `stuns:` URLs are checked but not used by the runtime yet (the
-    /// signalling server hands them to clients). Default: none.
+    /// dead server is logged and counted (`RuntimeStats`), never a failed offer. From each
+    /// `turn:` URL over UDP (with `username` and `credential`, required) each peer's own
+    /// sockets get a relay allocation, offered as a `relay` candidate (channel bindings and
+    /// refreshes kept up, deleted when the peer closes); the shared UDP socket gets none.
+    /// `turns:`, `stuns:` and `?transport=tcp` URLs are checked but not used by the runtime
+    /// yet (the signalling server hands them to clients). Default: none.
     pub ice_servers: Vec<IceServer>,
-    /// Longest a peer's first answer waits for its sockets' server-reflexive addresses
-    /// (only with `stun:` servers configured); 0..=4 s. Default 1 s. With the shared UDP
+    /// Longest a peer's first answer waits for its sockets' server-reflexive addresses and
+    /// relays (only with `stun:`/`turn:` servers configured); 0..=4 s. Default 1 s. With the shared UDP
     /// socket the address is usually known before the offer comes: no wait at all.
     pub gather_timeout: Duration,
 }

@@ -112,6 +112,7 @@ fn bad_ice_settings_fail_at_start_and_say_why() {
         ("stun://stun.example.org", "//"),
         ("turn:host?transport=sctp", "transport"),
         ("stun:host:70000", "port"),
+        ("turn:127.0.0.1:3478", "credential"),
     ] {
         let e = Runtime::new(RuntimeConfig {
             ice_servers: stun(url),

@@ -9,10 +9,13 @@
 //!   the negative control that shows the first test can fail;
 //! - with one shared UDP port the bot learns its public address at start, before any offer;
 //! - a client behind a NAT (aiortc as it ships: no STUN, private host candidates only)
-//!   reaches a bot on a public address.
+//!   reaches a bot on a public address;
+//! - with direct UDP between the two NATs dropped by a firewall, the session runs through
+//!   the bot's TURN relay on coturn (relay candidate in the answer, channel bindings), and
+//!   the allocation is deleted when the peer closes.
 //!
 //! Needs root, iproute2, nftables and coturn (`.ci/setup.sh --tests`) and the aiortc venv.
-//! Prints POST → data channel open for the host and srflx paths.
+//! Prints POST → data channel open for the host, srflx and relay paths.
 
 mod common;
 
@@ -25,12 +28,12 @@ use common::natnet::{self, NatNet};
 use common::offer::post_offer;
 use serde_json::{json, Value};
 use smallwebrtc::signalling::{echo, IceServer, Server, ServerConfig};
-use smallwebrtc::{PeerState, Runtime, RuntimeConfig};
+use smallwebrtc::{CandidateType, PeerState, Runtime, RuntimeConfig};
 
 const T: Duration = Duration::from_secs(20);
 
-/// The echo bot listening on `ip` inside `ns` (its peers bind there too), with these ICE
-/// servers (the server's own runtime uses the `stun:` ones), or on `runtime`.
+/// The echo bot listening on `ip` inside `ns` (its peers bind there too), with these
+/// STUN servers (the server's own runtime uses them), or on `runtime`.
 fn echo_server(ns: &str, ip: IpAddr, ice: &[String], runtime: Option<Runtime>) -> Server {
     let ice_servers = if ice.is_empty() {
         vec![]
@@ -40,6 +43,15 @@ fn echo_server(ns: &str, ip: IpAddr, ice: &[String], runtime: Option<Runtime>) -
             ..IceServer::default()
         }]
     };
+    echo_server_with(ns, ip, ice_servers, runtime)
+}
+
+fn echo_server_with(
+    ns: &str,
+    ip: IpAddr,
+    ice_servers: Vec<IceServer>,
+    runtime: Option<Runtime>,
+) -> Server {
     let cfg = ServerConfig {
         addr: SocketAddr::new(ip, 0),
         peer: echo::echo_peer_config(),
@@ -74,9 +86,15 @@ fn candidates(sdp: &str) -> Vec<String> {
 
 /// The srflx candidates' addresses (ip, port) of an SDP.
 fn srflx(sdp: &str) -> Vec<(IpAddr, u16)> {
+    of_type(sdp, "srflx")
+}
+
+/// The addresses (ip, port) of an SDP's candidates of one type.
+fn of_type(sdp: &str, typ: &str) -> Vec<(IpAddr, u16)> {
+    let typ = format!(" typ {typ}");
     candidates(sdp)
         .iter()
-        .filter(|c| c.contains(" typ srflx"))
+        .filter(|c| c.contains(&typ))
         .filter_map(|c| {
             let f: Vec<&str> = c.split_whitespace().collect();
             Some((f.get(4)?.parse().ok()?, f.get(5)?.parse().ok()?))
@@ -246,4 +264,60 @@ fn a_client_behind_a_nat_reaches_a_public_bot() {
     let open = connect_time(&mut client, posted);
     eprintln!("host (client behind a NAT): POST → data channel open {open:?}");
     assert_session(&mut client, &server, a["pc_id"].as_str().unwrap());
+}
+
+#[test]
+fn with_direct_udp_blocked_the_session_runs_through_the_bots_turn_relay() {
+    let net = NatNet::new();
+    net.block_direct();
+    let turn = IceServer {
+        urls: vec![natnet::turn_url()],
+        username: Some(natnet::TURN_USER.into()),
+        credential: Some(natnet::TURN_PASSWORD.into()),
+    };
+    let server = echo_server_with(&net.server, natnet::SERVER_IP, vec![turn], None);
+    // The client behind its NAT knows its srflx address (the relay needs a permission for
+    // it before the client's checks get through).
+    let mut client = AiortcPeer::spawn_in_netns(&net.client);
+    let offer = client.offer(offer_opts(natnet::CLIENT_IP, &[natnet::stun_url()]));
+    let posted = Instant::now();
+    let (a, took) = post(&net.server, &server, &offer);
+    let sdp = a["sdp"].as_str().unwrap();
+    assert!(
+        of_type(sdp, "relay")
+            .iter()
+            .any(|(ip, _)| *ip == natnet::PUBLIC_IP),
+        "no relay candidate on coturn: {:?}",
+        candidates(sdp)
+    );
+    client.answer(sdp);
+    let open = connect_time(&mut client, posted);
+    eprintln!("relay (direct UDP blocked): POST → answer {took:?}, → data channel open {open:?}");
+    let pc_id = a["pc_id"].as_str().unwrap();
+    let peer = server.registry().peer(pc_id).expect("live");
+    // The pair in use is our relay candidate (stats come once a second).
+    let end = Instant::now() + T;
+    let pair = loop {
+        if let Some(p) = peer.network_stats().unwrap().selected_pair {
+            break p;
+        }
+        assert!(Instant::now() < end, "no selected candidate pair");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(pair.local_type, CandidateType::Relay, "{pair:?}");
+    assert_eq!(pair.local_address.ip(), natnet::PUBLIC_IP, "{pair:?}");
+    assert_session(&mut client, &server, pc_id);
+    let stats = server.registry().runtime().stats();
+    assert!(stats.turn_relays >= 1, "{stats:?}");
+    // Once the peer closes, its allocation is deleted on coturn.
+    peer.close().unwrap();
+    let end = Instant::now() + T;
+    while !net.coturn_log().contains("delete:") {
+        assert!(
+            Instant::now() < end,
+            "the allocation was not deleted:\n{}",
+            net.coturn_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -40,13 +40,15 @@ pub struct SwrtcRuntimeConfig {
     /// `RTCIceServer`s (`[{"urls":["stun:host:3478"]}]`, `urls` a string or an array,
     /// `username`/`credential` optional), NUL-terminated and copied; NULL: none. From each
     /// `stun:` URL the I/O thread learns the sockets' public address and offers it as a
-    /// server-reflexive candidate (no `public_ip` needed behind a NAT); host names are
-    /// looked up once on a thread of their own. `turn:`/`turns:` URLs are checked but not
+    /// server-reflexive candidate (no `public_ip` needed behind a NAT); from each `turn:`
+    /// URL over UDP (`username` and `credential` required) each peer's own sockets get a
+    /// relay, offered as a relay candidate and deleted when the peer closes. Host names are
+    /// looked up once on a thread of their own. `turns:` and TCP URLs are checked but not
     /// used yet. Bad JSON or URLs fail `swrtc_runtime_new`; a dead server is counted in
     /// `swrtc_runtime_stats`, never a failed offer.
     pub ice_servers_json: *const c_char,
-    /// Longest a peer's first answer waits for its server-reflexive addresses (ms,
-    /// 0..=4000). Default 1000. Only with `stun:` servers.
+    /// Longest a peer's first answer waits for its server-reflexive addresses and relays
+    /// (ms, 0..=4000). Default 1000. Only with `stun:`/`turn:` servers.
     pub gather_timeout_ms: u32,
 }
 
@@ -73,6 +75,8 @@ pub struct SwrtcRuntimeStats {
     pub stun_errors: u64,
     /// First answers sent when the gather timeout ran out before the STUN servers answered.
     pub stun_answers_without_srflx: u64,
+    /// TURN relay allocations made (one per peer socket and `turn:` server).
+    pub turn_relays: u64,
 }
 
 /// Fills `cfg` with the defaults.
@@ -214,6 +218,7 @@ pub unsafe extern "C" fn swrtc_runtime_stats(
                 stun_timeouts: s.stun_timeouts,
                 stun_errors: s.stun_errors,
                 stun_answers_without_srflx: s.stun_answers_without_srflx,
+                turn_relays: s.turn_relays,
             })
         };
         Ok(())

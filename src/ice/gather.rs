@@ -35,6 +35,8 @@ pub(crate) struct StunCounters {
     /// First answers sent before their sockets' STUN transactions were done (the gather
     /// timeout passed): they may lack a server-reflexive candidate.
     pub answers_without_srflx: AtomicU64,
+    /// TURN relay allocations made.
+    pub relays: AtomicU64,
 }
 
 /// A binding request to send: `data` from the local socket `local` to `server`.

@@ -15,8 +15,10 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use tracing::{debug, warn};
 
+mod relay;
 mod srflx;
 
+pub(crate) use relay::TurnServer;
 pub(crate) use srflx::StunSetup;
 
 use super::demux::Demux;
@@ -117,8 +119,11 @@ pub(crate) enum Command {
     Barrier {
         reply: Sender<()>,
     },
-    /// The STUN servers' addresses, looked up off the I/O thread.
-    StunServers(Vec<SocketAddr>),
+    /// The STUN and TURN servers' addresses, looked up off the I/O thread.
+    IceServers {
+        stun: Vec<SocketAddr>,
+        turn: Vec<TurnServer>,
+    },
     Shutdown,
 }
 
@@ -340,6 +345,16 @@ impl IoLoop {
                         entry.session.count_dropped_datagram();
                     } else if self.srflx.claim(now, local, source, &self.buf[..n]) {
                         // A STUN server's answer about this socket, not the client's.
+                    } else if let Some(relayed) =
+                        self.srflx.relays.claim(now, local, source, &self.buf[..n])
+                    {
+                        // From our TURN server: its own answers, or a client's datagram
+                        // it relayed.
+                        if let Some(r) = relayed {
+                            entry
+                                .session
+                                .handle_datagram(now, r.peer, r.relayed, &r.data);
+                        }
                     } else {
                         entry
                             .session
@@ -513,7 +528,7 @@ impl IoLoop {
                 Command::Barrier { reply } => {
                     let _ = reply.send(());
                 }
-                Command::StunServers(servers) => self.stun_servers_known(servers, now),
+                Command::IceServers { stun, turn } => self.ice_servers_known(stun, turn, now),
             }
         }
         true
@@ -592,6 +607,20 @@ impl IoLoop {
         let shared = entry.sockets.is_empty();
         let sockets = if shared { &self.shared } else { &entry.sockets };
         while let Some(t) = entry.session.poll_transmit() {
+            if !shared && self.srflx.relays.is_relayed(t.source) {
+                let out = self
+                    .srflx
+                    .relays
+                    .send(self.clock, t.source, t.destination, &t.contents);
+                if let Some(o) = out {
+                    if let Some((sock, _)) = sockets.iter().find(|(_, l)| *l == o.local) {
+                        if let Err(e) = sock.send_to(&o.data, o.to) {
+                            debug!("send_to TURN {} failed: {e}", o.to);
+                        }
+                    }
+                }
+                continue;
+            }
             let sock = sockets
                 .iter()
                 .find(|(_, local)| *local == t.source)

@@ -98,8 +98,8 @@ impl Runtime {
                 counters: udp_counters.clone(),
             };
             let setup = StunSetup {
-                enabled: !stun.urls.is_empty(),
-                servers: stun.literal.clone(),
+                enabled: !stun.is_empty(),
+                servers: stun.literal(),
                 timeout: cfg.gather_timeout,
                 counters: stun_counters.clone(),
             };
@@ -107,7 +107,7 @@ impl Runtime {
             io.push(handle);
             threads.push(t);
         }
-        if stun.literal.is_none() {
+        if stun.literal().is_none() {
             stun.resolve_in_background(io.clone(), stun_counters.clone())?;
         }
         Ok(Runtime {
@@ -178,6 +178,7 @@ impl Runtime {
             stun_timeouts: s.timeouts.load(Ordering::Relaxed),
             stun_errors: s.errors.load(Ordering::Relaxed),
             stun_answers_without_srflx: s.answers_without_srflx.load(Ordering::Relaxed),
+            turn_relays: s.relays.load(Ordering::Relaxed),
         }
     }
 
@@ -217,13 +218,15 @@ pub struct RuntimeStats {
     /// First answers sent when the gather timeout ran out before the STUN servers had
     /// answered (they may lack a server-reflexive candidate).
     pub stun_answers_without_srflx: u64,
+    /// TURN relay allocations made (one per peer socket and `turn:` server).
+    pub turn_relays: u64,
 }
 
-/// The `stun:` servers of a runtime config, checked.
+/// The `stun:` and `turn:` (UDP) servers of a runtime config, checked.
 struct StunServers {
-    urls: Vec<crate::ice::IceUrl>,
-    /// Their addresses when every host is an IP literal (nothing to look up).
-    literal: Option<Vec<SocketAddr>>,
+    stun: Vec<crate::ice::IceUrl>,
+    /// TURN URLs with their user name and credential.
+    turn: Vec<(crate::ice::IceUrl, String, String)>,
 }
 
 impl StunServers {
@@ -233,21 +236,61 @@ impl StunServers {
             // An offer's caller waits 5 s for the I/O thread's answer.
             return Err(Error::invalid("gather_timeout must be at most 4 s"));
         }
-        let mut urls = Vec::new();
-        for u in crate::ice::parse_servers(&cfg.ice_servers)? {
-            if u.scheme == IceScheme::Stun && u.transport == IceTransport::Udp {
-                urls.push(u);
-            } else {
-                tracing::info!(
-                    "ICE server {}:{} ({:?}) is not used by the runtime (only stun: is)",
-                    u.host,
-                    u.port,
-                    u.scheme
-                );
+        let mut out = StunServers {
+            stun: Vec::new(),
+            turn: Vec::new(),
+        };
+        for server in &cfg.ice_servers {
+            for raw in &server.urls {
+                let u = crate::ice::IceUrl::parse(raw)?;
+                match (u.scheme, u.transport) {
+                    (IceScheme::Stun, IceTransport::Udp) => out.stun.push(u),
+                    (IceScheme::Turn, IceTransport::Udp) => {
+                        let (Some(user), Some(cred)) = (&server.username, &server.credential)
+                        else {
+                            return Err(Error::invalid(format!(
+                                "TURN server {raw:?} needs a username and a credential"
+                            )));
+                        };
+                        out.turn.push((u, user.clone(), cred.clone()));
+                    }
+                    _ => tracing::info!(
+                        "ICE server {}:{} ({:?}, {:?}) is not used by the runtime (stun: and \
+                         turn: over UDP are)",
+                        u.host,
+                        u.port,
+                        u.scheme,
+                        u.transport
+                    ),
+                }
             }
         }
-        let literal = urls.iter().map(|u| u.literal_addr()).collect();
-        Ok(StunServers { urls, literal })
+        Ok(out)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.stun.is_empty() && self.turn.is_empty()
+    }
+
+    /// The servers' addresses when every host is an IP literal (nothing to look up).
+    fn literal(&self) -> Option<(Vec<SocketAddr>, Vec<io_loop::TurnServer>)> {
+        let stun = self
+            .stun
+            .iter()
+            .map(|u| u.literal_addr())
+            .collect::<Option<_>>()?;
+        let turn = self
+            .turn
+            .iter()
+            .map(|(u, user, cred)| {
+                Some(io_loop::TurnServer {
+                    addr: u.literal_addr()?,
+                    username: user.clone(),
+                    credential: cred.clone(),
+                })
+            })
+            .collect::<Option<_>>()?;
+        Some((stun, turn))
     }
 
     /// Looks the servers' names up on a thread of its own (a lookup may block for
@@ -258,24 +301,36 @@ impl StunServers {
         io: Vec<IoHandle>,
         counters: Arc<crate::ice::StunCounters>,
     ) -> Result<()> {
-        let urls = self.urls.clone();
+        let stun_urls = self.stun.clone();
+        let turn_urls = self.turn.clone();
         std::thread::Builder::new()
             .name("swrtc-stun-resolve".into())
             .spawn(move || {
-                let mut addrs = Vec::new();
-                for u in &urls {
-                    match u.resolve() {
-                        Ok(a) => addrs.extend(a),
-                        Err(e) => {
-                            counters.errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!("{e}");
-                        }
-                    }
-                }
-                addrs.dedup();
+                let resolve = |u: &crate::ice::IceUrl| {
+                    u.resolve().unwrap_or_else(|e| {
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("{e}");
+                        Vec::new()
+                    })
+                };
+                let mut stun: Vec<SocketAddr> = stun_urls.iter().flat_map(resolve).collect();
+                stun.dedup();
+                let turn: Vec<io_loop::TurnServer> = turn_urls
+                    .iter()
+                    .filter_map(|(u, user, cred)| {
+                        Some(io_loop::TurnServer {
+                            addr: *resolve(u).first()?,
+                            username: user.clone(),
+                            credential: cred.clone(),
+                        })
+                    })
+                    .collect();
                 for h in &io {
                     // A closed runtime simply refuses it.
-                    let _ = h.send(Command::StunServers(addrs.clone()));
+                    let _ = h.send(Command::IceServers {
+                        stun: stun.clone(),
+                        turn: turn.clone(),
+                    });
                 }
             })?;
         Ok(())

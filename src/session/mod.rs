@@ -465,6 +465,18 @@ impl Session {
         }
     }
 
+    /// Adds a relay candidate (`relayed` allocated on a TURN server reached from our socket
+    /// `local`); it goes into the next answer. False when str0m refuses it.
+    pub fn add_relayed(&mut self, relayed: SocketAddr, local: SocketAddr) -> bool {
+        match Candidate::relayed(relayed, local, "udp") {
+            Ok(c) => self.rtc.add_local_candidate(c).is_some(),
+            Err(e) => {
+                debug!("relay candidate {relayed} refused: {e}");
+                false
+            }
+        }
+    }
+
     /// Our local ICE ufrag: what a client's checks name in their USERNAME.
     pub fn local_ufrag(&mut self) -> String {
         self.rtc.direct_api().local_ice_credentials().ufrag

@@ -131,14 +131,17 @@ pub struct Registry {
 }
 
 /// The runtime of a server given none: the process-wide one, unless the server's ICE
-/// servers include a STUN server; then a runtime of its own that uses them too (learns
-/// the server-reflexive address of each peer's sockets), so one setting serves both the
-/// clients and the server's own peers.
+/// servers include a STUN or TURN server; then a runtime of its own that uses them too
+/// (server-reflexive addresses and relays for each peer's sockets), so one setting serves
+/// both the clients and the server's own peers.
 fn runtime_for_ice_servers(servers: &[super::IceServer]) -> crate::Result<Runtime> {
-    let stun = crate::ice::parse_servers(servers)?
-        .iter()
-        .any(|u| u.scheme == crate::ice::IceScheme::Stun);
-    if !stun {
+    let used = crate::ice::parse_servers(servers)?.iter().any(|u| {
+        matches!(
+            u.scheme,
+            crate::ice::IceScheme::Stun | crate::ice::IceScheme::Turn
+        ) && u.transport == crate::ice::IceTransport::Udp
+    });
+    if !used {
         return Runtime::global();
     }
     Runtime::new(crate::config::RuntimeConfig {

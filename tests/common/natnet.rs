@@ -33,8 +33,15 @@ pub const CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2));
 /// coturn's port (inside our own namespace: no clash with anything on the machine).
 pub const STUN_PORT: u16 = 3478;
 
+pub const TURN_USER: &str = "swrtc";
+pub const TURN_PASSWORD: &str = "swrtc-secret";
+
 pub fn stun_url() -> String {
     format!("stun:{PUBLIC_IP}:{STUN_PORT}")
+}
+
+pub fn turn_url() -> String {
+    format!("turn:{PUBLIC_IP}:{STUN_PORT}?transport=udp")
 }
 
 /// The five namespaces and coturn (see the module docs).
@@ -144,6 +151,9 @@ impl NatNet {
         for ns in [r1, p, r2] {
             exec_in(ns, "sysctl", &["-q", "-w", "net.ipv4.ip_forward=1"])?;
         }
+        // Private addresses lead nowhere from the public network, silently (a send there
+        // does not fail, as on the internet, where such datagrams are simply lost).
+        ip(&["-n", p, "route", "add", "10.0.0.0/8", "dev", "toc"])?;
         for ns in [r1, r2] {
             let rules = [
                 "table ip nat {",
@@ -181,14 +191,16 @@ impl NatNet {
         Ok(self.dir.join(name))
     }
 
-    /// coturn as a STUN server on `PUBLIC_IP:STUN_PORT`, from a generated config, in the
-    /// foreground (killed on drop); returns once it answers a binding request.
+    /// coturn as a STUN and TURN server (user `TURN_USER`) on `PUBLIC_IP:STUN_PORT`,
+    /// relaying from `PUBLIC_IP`, from a generated config, in the foreground (killed on
+    /// drop); returns once it answers a binding request.
     fn start_coturn(&mut self) -> Result<(), String> {
         let conf = self.dir_file("turnserver.conf")?;
         let conf_text = format!(
-            "listening-ip={PUBLIC_IP}\nlistening-port={STUN_PORT}\nstun-only\nno-tls\nno-dtls\n\
-             no-cli\nno-software-attribute\nsimple-log\nlog-file=stdout\n\
-             pidfile={dir}/turnserver.pid\nuserdb={dir}/turndb\n",
+            "listening-ip={PUBLIC_IP}\nrelay-ip={PUBLIC_IP}\nlistening-port={STUN_PORT}\n\
+             min-port=49152\nmax-port=49200\nlt-cred-mech\nuser={TURN_USER}:{TURN_PASSWORD}\n\
+             realm=swrtc.test\nno-tls\nno-dtls\nno-cli\nno-software-attribute\nsimple-log\n\
+             log-file=stdout\nverbose\npidfile={dir}/turnserver.pid\nuserdb={dir}/turndb\n",
             dir = self.dir.display()
         );
         std::fs::write(&conf, conf_text).map_err(|e| e.to_string())?;
@@ -215,6 +227,37 @@ impl NatNet {
                 std::fs::read_to_string(self.dir.join("turnserver.log")).unwrap_or_default()
             ))
         }
+    }
+}
+
+impl NatNet {
+    /// What coturn logged so far (verbose: sessions, allocations, deletions).
+    pub fn coturn_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("turnserver.log")).unwrap_or_default()
+    }
+
+    /// A firewall in the public network that drops every datagram between the two NATs'
+    /// public addresses: the client and the server then meet only through the TURN relay
+    /// (coturn's own address stays reachable from both).
+    pub fn block_direct(&self) {
+        let rules = [
+            "table ip filter {",
+            "  chain guard {",
+            "    type filter hook forward priority filter; policy accept;",
+            "    ip saddr 203.0.113.2 ip daddr 198.51.100.2 drop",
+            "    ip saddr 198.51.100.2 ip daddr 203.0.113.2 drop",
+            "  }",
+            "}",
+        ]
+        .join("\n");
+        let path = self.dir_file("block.nft").expect("scratch dir");
+        std::fs::write(&path, rules).expect("write the rules");
+        exec_in(
+            &self.public,
+            "nft",
+            &["-f", path.to_str().unwrap_or_default()],
+        )
+        .expect("the firewall rule loads");
     }
 }
 

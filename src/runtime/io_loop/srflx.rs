@@ -16,17 +16,20 @@ use crossbeam_channel::Sender;
 use mio::net::UdpSocket;
 use tracing::{debug, warn};
 
+use super::relay::{Relays, TurnServer};
 use super::IoLoop;
 use crate::error::{Error, Result};
 use crate::ice::{Gatherer, StunCounters};
 
 /// What an I/O thread knows about STUN when it starts.
 pub(crate) struct StunSetup {
-    /// Whether any `stun:` server is configured (without one nothing here does anything).
+    /// Whether any `stun:` or `turn:` server is configured (without one nothing here does
+    /// anything).
     pub enabled: bool,
-    /// The servers' addresses, or `None` while their names are looked up (they then come
-    /// as `Command::StunServers`; first offers wait for them within the gather timeout).
-    pub servers: Option<Vec<SocketAddr>>,
+    /// The STUN and TURN servers, or `None` while their names are looked up (they then
+    /// come as `Command::IceServers`; first offers wait for them within the gather
+    /// timeout).
+    pub servers: Option<(Vec<SocketAddr>, Vec<TurnServer>)>,
     /// Longest a first answer waits for its server-reflexive addresses.
     pub timeout: Duration,
     pub counters: Arc<StunCounters>,
@@ -49,6 +52,8 @@ pub(crate) struct Srflx {
     timeout: Duration,
     /// A peer's own socket address → the peer's slot (to send its requests from it).
     owners: HashMap<SocketAddr, usize>,
+    /// TURN relays of the peers' own sockets.
+    pub relays: Relays,
     parked: Vec<Parked>,
     /// Slots whose session has had its first answer (and with it its candidates).
     answered: HashSet<usize>,
@@ -57,12 +62,18 @@ pub(crate) struct Srflx {
 
 impl Srflx {
     pub fn new(setup: StunSetup, now: Instant) -> Srflx {
+        let mut relays = Relays::new(now, setup.counters.clone());
+        let servers = setup.servers.map(|(stun, turn)| {
+            relays.set_servers(turn);
+            stun
+        });
         Srflx {
             enabled: setup.enabled,
             gatherer: Gatherer::new(now, setup.counters.clone()),
-            servers: setup.servers,
+            servers,
             timeout: setup.timeout,
             owners: HashMap::new(),
+            relays,
             parked: Vec::new(),
             answered: HashSet::new(),
             counters: setup.counters,
@@ -87,25 +98,35 @@ impl Srflx {
             return None;
         }
         let parked = self.parked.iter().map(|p| p.until).min();
-        match (self.gatherer.poll_timeout(), parked) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.gatherer.poll_timeout(),
+            parked,
+            self.relays.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
 impl IoLoop {
-    /// The STUN servers' addresses are known (looked up off this thread): start asking
-    /// them about the shared sockets and the sockets of peers not answered yet.
-    pub(super) fn stun_servers_known(&mut self, servers: Vec<SocketAddr>, now: Instant) {
+    /// The STUN and TURN servers' addresses are known (looked up off this thread): start
+    /// asking about the shared sockets and the sockets of peers not answered yet.
+    pub(super) fn ice_servers_known(
+        &mut self,
+        servers: Vec<SocketAddr>,
+        turn: Vec<TurnServer>,
+        now: Instant,
+    ) {
         let s = &mut self.srflx;
         if !s.enabled || s.servers.is_some() {
             return;
         }
-        if servers.is_empty() {
-            warn!("no STUN server address resolved: no server-reflexive candidates");
+        if servers.is_empty() && turn.is_empty() {
+            warn!("no STUN or TURN server address resolved: no srflx or relay candidates");
         }
         s.servers = Some(servers);
+        s.relays.set_servers(turn);
         self.gather_shared(now);
         for slot in 0..self.entries.len() {
             if !self.srflx.answered.contains(&slot) {
@@ -136,11 +157,15 @@ impl IoLoop {
         let Some(entry) = self.entries.get(slot).and_then(Option::as_ref) else {
             return;
         };
+        let Some(servers) = &s.servers else {
+            return;
+        };
         for (_, local) in &entry.sockets {
             s.owners.insert(*local, slot);
-            for server in s.servers.iter().flatten() {
+            for server in servers {
                 s.gatherer.add(*local, *server, false, now);
             }
+            s.relays.add(slot, *local, now);
         }
     }
 
@@ -149,6 +174,12 @@ impl IoLoop {
         let s = &mut self.srflx;
         if !s.enabled {
             return;
+        }
+        // The relays are deleted on their servers (sent before the sockets close).
+        for o in s.relays.remove_slot(slot, self.clock) {
+            if let Some((sock, _)) = sockets.iter().find(|(_, l)| *l == o.local) {
+                let _ = sock.send_to(&o.data, o.to);
+            }
         }
         for (_, local) in sockets {
             s.owners.remove(local);
@@ -200,7 +231,7 @@ impl IoLoop {
         }
         self.locals_of(slot)
             .iter()
-            .all(|l| self.srflx.gatherer.settled(*l))
+            .all(|l| self.srflx.gatherer.settled(*l) && self.srflx.relays.settled(*l))
     }
 
     fn locals_of(&self, slot: usize) -> Vec<SocketAddr> {
@@ -230,6 +261,14 @@ impl IoLoop {
                 }
             }
         }
+        for (relayed, local) in self.srflx.relays.relayed_of(slot) {
+            if entry.session.add_relayed(relayed, local) {
+                debug!(
+                    "peer {}: relay candidate {relayed} (via {local})",
+                    entry.shared.id
+                );
+            }
+        }
     }
 
     /// Runs the STUN client's timers, sends its requests, and answers the waiting offers
@@ -242,24 +281,10 @@ impl IoLoop {
             self.srflx.gatherer.handle_timeout(now);
         }
         while let Some(t) = self.srflx.gatherer.poll_transmit() {
-            let sock = match self.shared.iter().find(|(_, l)| *l == t.local) {
-                Some((s, _)) => Some(s),
-                None => self.srflx.owners.get(&t.local).and_then(|&slot| {
-                    let e = self.entries.get(slot)?.as_ref()?;
-                    e.sockets
-                        .iter()
-                        .find(|(_, l)| *l == t.local)
-                        .map(|(s, _)| s)
-                }),
-            };
-            if let Some(sock) = sock {
-                if let Err(e) = sock.send_to(&t.data, t.server) {
-                    debug!(
-                        "STUN request from {} to {} not sent: {e}",
-                        t.local, t.server
-                    );
-                }
-            }
+            self.send_from(t.local, t.server, &t.data);
+        }
+        for o in self.srflx.relays.tick(now) {
+            self.send_from(o.local, o.to, &o.data);
         }
         if self.srflx.parked.is_empty() {
             return;
@@ -293,6 +318,24 @@ impl IoLoop {
             }
             self.first_answer_candidates(p.slot);
             self.answer_offer(p.id, &p.sdp, p.reply, now);
+        }
+    }
+}
+
+impl IoLoop {
+    /// Sends `data` to `to` from our socket `local` (a shared one or a peer's own).
+    fn send_from(&self, local: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let sock = match self.shared.iter().find(|(_, l)| *l == local) {
+            Some((s, _)) => Some(s),
+            None => self.srflx.owners.get(&local).and_then(|&slot| {
+                let e = self.entries.get(slot)?.as_ref()?;
+                e.sockets.iter().find(|(_, l)| *l == local).map(|(s, _)| s)
+            }),
+        };
+        if let Some(sock) = sock {
+            if let Err(e) = sock.send_to(data, to) {
+                debug!("STUN/TURN datagram from {local} to {to} not sent: {e}");
+            }
         }
     }
 }
