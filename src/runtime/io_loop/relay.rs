@@ -6,7 +6,7 @@
 //! relays comes back unwrapped as received on the relayed address. The shared UDP socket
 //! gets no relay (one allocation per 5-tuple would have to be shared by every peer).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -67,6 +67,8 @@ struct Relay {
 pub(crate) struct Relays {
     servers: Vec<TurnServer>,
     relays: Vec<Relay>,
+    /// Every relayed address in `relays` (the per-transmit check is a lookup).
+    relayed: HashSet<SocketAddr>,
     epoch: Instant,
     counters: Arc<StunCounters>,
 }
@@ -76,6 +78,7 @@ impl Relays {
         Relays {
             servers: Vec::new(),
             relays: Vec::new(),
+            relayed: HashSet::new(),
             epoch: now,
             counters,
         }
@@ -132,7 +135,7 @@ impl Relays {
     }
 
     pub fn is_relayed(&self, addr: SocketAddr) -> bool {
-        self.relays.iter().any(|r| r.relayed == Some(addr))
+        self.relayed.contains(&addr)
     }
 
     /// A datagram from the TURN server on `local`: handled here (`Some(None)`), relayed
@@ -144,6 +147,10 @@ impl Relays {
         from: SocketAddr,
         data: &[u8],
     ) -> Option<Option<Relayed>> {
+        // Everything else a peer's socket receives is over at the first test.
+        if !self.servers.iter().any(|s| s.addr == from) {
+            return None;
+        }
         let t = self.clock(now);
         let r = self
             .relays
@@ -232,6 +239,7 @@ impl Relays {
                         debug!("TURN relay {addr} for {} via {}", r.local, r.server);
                         self.counters.relays.fetch_add(1, Ordering::Relaxed);
                         r.relayed = Some(addr);
+                        self.relayed.insert(addr);
                         r.settled = true;
                     }
                     TurnEvent::AllocationCreateFailed(_) => {
@@ -277,6 +285,9 @@ impl Relays {
         let t = self.clock(now);
         let mut out = Vec::new();
         for mut r in extract_vec(&mut self.relays, |r| r.slot == slot) {
+            if let Some(a) = r.relayed {
+                self.relayed.remove(&a);
+            }
             if r.relayed.is_some() && r.client.delete(t).is_ok() {
                 while let Some(tx) = r.client.poll_transmit(t) {
                     out.push(Outgoing {
