@@ -4,7 +4,7 @@
 # libdatachannel test peer (a dev-dependency, so cargo builds it for the examples too),
 # OpenSSL's headers and libclang (bindgen).
 # With --tests, also what the tests need: cargo-c (the install test), iproute2 (network namespaces),
-# nftables (the ICE-TCP browser test's firewall), a Python venv
+# nftables (the NAT, STUN and ICE-TCP tests), coturn (STUN/TURN server), a Python venv
 # with aiortc, a venv with Pipecat for the Python binding tests (.venv-pyx), Debian's
 # Chromium with the npm packages of the browser tests, and GStreamer's WebRTC stack for
 # Debian's python3 (tests/whip_gstreamer.rs).
@@ -26,7 +26,9 @@ dpkg-query -W -f='${Status}' libclang-dev 2>/dev/null | grep -q "ok installed" |
 if $tests; then
     command -v ip >/dev/null || need+=(iproute2)
     command -v unshare >/dev/null || need+=(util-linux)
+    # The NAT tests (tests/stun_nat.rs): nftables masquerade, Debian's coturn as STUN server.
     command -v nft >/dev/null || need+=(nftables)
+    command -v turnserver >/dev/null || need+=(coturn)
     python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
     command -v valgrind >/dev/null || need+=(valgrind)
     command -v readelf >/dev/null || need+=(binutils)

@@ -11,10 +11,14 @@
 //! uses, on the `--addr` IP when it is loopback, else on every interface; by default the
 //! same number as the HTTP port, so one number opens both), `--per-peer-ports` (instead,
 //! each peer binds a UDP port of its own), `--public-ip IP` (the address clients reach us
-//! at, behind a 1:1 NAT such as a cloud VM's), `--tcp-port PORT` (ICE over TCP on that port, same IP
-//! choice, for clients whose UDP is blocked), `--max-peers N` and `--max-peers-per-source N`
-//! (live peers overall and per client address; defaults 256 and 32; load tests from one
-//! address need more). `RUST_LOG=info` shows each peer's states.
+//! at, behind a 1:1 NAT such as a cloud VM's), `--tcp-port PORT` (ICE over TCP on that
+//! port, same IP choice, for clients whose UDP is blocked), `--ice-server URL` (repeatable:
+//! `stun:host:port` or `turn:…`, handed to clients by `/start`; from `stun:` ones the bot
+//! learns its public address, so it works behind a NAT, and with `--per-peer-ports`
+//! `turn:` ones give each peer a relay), `--ice-username NAME` and `--ice-credential
+//! SECRET` (for the TURN URLs), `--max-peers N` and `--max-peers-per-source N` (live peers
+//! overall and per client address; defaults 256 and 32; load tests from one address need
+//! more). `RUST_LOG=info` shows each peer's states.
 //!
 //! On SIGINT (Ctrl-C) or SIGTERM it shuts down gracefully: every connected client gets
 //! `peerLeft`, SCTP shutdown and DTLS close_notify (within 1 s), then the process exits.
@@ -23,7 +27,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use smallwebrtc::signalling::{echo, ConnectionMode, Server, ServerConfig};
-use smallwebrtc::{Runtime, RuntimeConfig};
+use smallwebrtc::{IceServer, Runtime, RuntimeConfig};
 
 fn main() {
     // Before any thread starts, so every thread inherits the mask and the signals wait for
@@ -41,6 +45,7 @@ fn main() {
     let mut udp_port: Option<u16> = None;
     let mut tcp_port: Option<u16> = None;
     let mut per_peer_ports = false;
+    let mut ice = IceServer::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| {
@@ -59,13 +64,21 @@ fn main() {
             "--per-peer-ports" => per_peer_ports = true,
             "--public-ip" => cfg.peer.public_ip = Some(parse(&value("--public-ip"), "--public-ip")),
             "--tcp-port" => tcp_port = Some(parse(&value("--tcp-port"), "--tcp-port")),
+            "--ice-server" => ice.urls.push(value("--ice-server")),
+            "--ice-username" => ice.username = Some(value("--ice-username")),
+            "--ice-credential" => ice.credential = Some(value("--ice-credential")),
             "--max-peers" => cfg.limits.max_peers = parse(&value("--max-peers"), "--max-peers"),
             "--max-peers-per-source" => {
                 cfg.limits.max_peers_per_source =
                     parse(&value("--max-peers-per-source"), "--max-peers-per-source")
             }
             "-h" | "--help" => {
-                eprintln!("usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] [--udp-port PORT | --per-peer-ports] [--public-ip IP] [--tcp-port PORT] [--max-peers N] [--max-peers-per-source N]");
+                eprintln!(
+                    "usage: echo [--addr IP:PORT] [--single] [--esp32] [--esp32-host IP] [--no-rtvi] \
+                     [--udp-port PORT | --per-peer-ports] [--public-ip IP] [--tcp-port PORT] \
+                     [--ice-server URL]... [--ice-username NAME] [--ice-credential SECRET] \
+                     [--max-peers N] [--max-peers-per-source N]"
+                );
                 return;
             }
             other => {
@@ -73,6 +86,10 @@ fn main() {
                 std::process::exit(2);
             }
         }
+    }
+    if !ice.urls.is_empty() {
+        // Handed to clients by /start, and used by the bot's own runtime.
+        cfg.ice_servers = vec![ice];
     }
     // One UDP port for every peer unless asked otherwise: by default the HTTP port's number.
     let udp_port = match per_peer_ports {
@@ -88,12 +105,13 @@ fn main() {
         let rt = Runtime::new(RuntimeConfig {
             udp_addr: udp_port.map(|port| SocketAddr::new(ip, port)),
             tcp_addr: tcp_port.map(|port| SocketAddr::new(ip, port)),
+            ice_servers: cfg.ice_servers.clone(),
             ..RuntimeConfig::default()
         });
         match rt {
             Ok(rt) => cfg.runtime = Some(rt),
             Err(e) => {
-                eprintln!("cannot bind the UDP or TCP port: {e}");
+                eprintln!("cannot start the runtime (UDP/TCP ports, ICE servers): {e}");
                 std::process::exit(1);
             }
         }

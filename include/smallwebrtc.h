@@ -598,6 +598,24 @@ typedef struct SwrtcRuntimeConfig {
    * ICE-TCP port (0: any free port). Used only with `tcp_enabled`.
    */
   uint16_t tcp_port;
+  /**
+   * STUN/TURN servers for the runtime's own sockets, as a JSON array of
+   * `RTCIceServer`s (`[{"urls":["stun:host:3478"]}]`, `urls` a string or an array,
+   * `username`/`credential` optional), NUL-terminated and copied; NULL: none. From each
+   * `stun:` URL the I/O thread learns the sockets' public address and offers it as a
+   * server-reflexive candidate (no `public_ip` needed behind a NAT); from each `turn:`
+   * URL over UDP (`username` and `credential` required) each peer's own sockets get a
+   * relay, offered as a relay candidate and deleted when the peer closes. Host names are
+   * looked up once on a thread of their own. `turns:` and TCP URLs are checked but not
+   * used yet. Bad JSON or URLs fail `swrtc_runtime_new`; a dead server is counted in
+   * `swrtc_runtime_stats`, never a failed offer.
+   */
+  const char *ice_servers_json;
+  /**
+   * Longest a peer's first answer waits for its server-reflexive addresses and relays
+   * (ms, 0..=4000). Default 1000. Only with `stun:`/`turn:` servers.
+   */
+  uint32_t gather_timeout_ms;
 } SwrtcRuntimeConfig;
 
 /**
@@ -660,6 +678,30 @@ typedef struct SwrtcRuntimeStats {
    * no connection to that address.
    */
   uint64_t tcp_frames_dropped;
+  /**
+   * STUN binding transactions started toward the `stun:` servers.
+   */
+  uint64_t stun_requests;
+  /**
+   * STUN answers that told us a server-reflexive address.
+   */
+  uint64_t stun_responses;
+  /**
+   * STUN transactions no answer came for (a dead or unreachable server).
+   */
+  uint64_t stun_timeouts;
+  /**
+   * STUN error answers, answers without an address, names that did not resolve.
+   */
+  uint64_t stun_errors;
+  /**
+   * First answers sent when the gather timeout ran out before the STUN servers answered.
+   */
+  uint64_t stun_answers_without_srflx;
+  /**
+   * TURN relay allocations made (one per peer socket and `turn:` server).
+   */
+  uint64_t turn_relays;
 } SwrtcRuntimeStats;
 
 /**
@@ -692,7 +734,10 @@ typedef struct SwrtcServerConfig {
   const char *esp32_host;
   /**
    * ICE servers `POST /start` hands to clients, as a JSON array of
-   * `{"urls":[...],"username":...,"credential":...}`. NULL: none.
+   * `{"urls":[...],"username":...,"credential":...}`. NULL: none. With `rt` NULL in
+   * `swrtc_server_new` and a `stun:` URL among them, the server's peers use them too
+   * (a runtime of the server's own); with a runtime given, its `ice_servers_json`
+   * applies to the peers.
    */
   const char *ice_servers_json;
   /**
@@ -1377,11 +1422,13 @@ enum SwrtcResult swrtc_runtime_config_default(struct SwrtcRuntimeConfig *cfg);
  * Starts a runtime. `cfg` NULL means defaults. On success `*out` owns it: free it with
  * `swrtc_runtime_free` (peers created on it keep it alive until they are freed too).
  *
- * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip`),
- * `SWRTC_ERR_IO` (the shared UDP port or the ICE-TCP port is taken). Any thread.
+ * Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip` or
+ * `tcp_ip`, bad `ice_servers_json` or URL, `gather_timeout_ms` over 4000), `SWRTC_ERR_IO`
+ * (the shared UDP port or the ICE-TCP port is taken). Any thread.
  *
  * # Safety
- * `cfg` is NULL or valid (its `udp_ip` and `tcp_ip` NULL or NUL-terminated); `out` is valid for one
+ * `cfg` is NULL or valid (its `udp_ip`, `tcp_ip` and `ice_servers_json` NULL or
+ * NUL-terminated); `out` is valid for one
  * pointer write.
  */
 enum SwrtcResult swrtc_runtime_new(const struct SwrtcRuntimeConfig *cfg, struct SwrtcRuntime **out);

@@ -126,6 +126,36 @@ pub struct RuntimeConfig {
     /// live on the first I/O thread. `None` (the default): UDP only. Browsers prefer UDP
     /// when both work, so turning it on costs nothing on a good network.
     pub tcp_addr: Option<SocketAddr>,
+    /// STUN and TURN servers for the runtime's own sockets. From each `stun:` URL the I/O
+    /// thread learns the server-reflexive (public) address of the shared UDP socket (at
+    /// start, then every 30 s) or of each peer's own sockets (when the peer is created),
+    /// and offers it as a `srflx` candidate: a bot behind a NAT then needs no `public_ip`.
+    /// Host names are resolved once, off the I/O thread. Bad URLs fail `Runtime::new`; a
+    /// dead server is logged and counted (`RuntimeStats`), never a failed offer. From each
+    /// `turn:` URL over UDP (with `username` and `credential`, required) each peer's own
+    /// sockets get a relay allocation, offered as a `relay` candidate (channel bindings and
+    /// refreshes kept up, deleted when the peer closes); the shared UDP socket gets none.
+    /// `turns:`, `stuns:` and `?transport=tcp` URLs are checked but not used by the runtime
+    /// yet (the signalling server hands them to clients). Default: none.
+    pub ice_servers: Vec<IceServer>,
+    /// Longest a peer's first answer waits for its sockets' server-reflexive addresses and
+    /// relays (only with `stun:`/`turn:` servers configured); 0..=4 s. Default 1 s. With the shared UDP
+    /// socket the address is usually known before the offer comes: no wait at all.
+    pub gather_timeout: Duration,
+}
+
+/// A STUN or TURN server, shaped like the browser's `RTCIceServer` (and Pipecat's
+/// `IceServer`): the same type configures the runtime and what the signalling server hands
+/// to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IceServer {
+    /// `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or
+    /// `turns:host[:port]` URLs (see [`crate::ice::IceUrl::parse`]).
+    pub urls: Vec<String>,
+    /// TURN user name.
+    pub username: Option<String>,
+    /// TURN credential.
+    pub credential: Option<String>,
 }
 
 impl Default for RuntimeConfig {
@@ -135,6 +165,8 @@ impl Default for RuntimeConfig {
             worker_threads: 0,
             udp_addr: None,
             tcp_addr: None,
+            ice_servers: Vec::new(),
+            gather_timeout: limits::GATHER_TIMEOUT,
         }
     }
 }

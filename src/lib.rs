@@ -14,6 +14,7 @@ mod error;
 pub mod ffi;
 #[doc(hidden)]
 pub mod fuzz;
+mod ice;
 mod io;
 mod limits;
 // The codecs and frame types: public for the test peers and benches; the app needs only
@@ -28,7 +29,7 @@ mod session;
 pub mod signalling;
 
 pub use api::{Peer, PeerReport};
-pub use config::{PeerConfig, RuntimeConfig};
+pub use config::{IceServer, PeerConfig, RuntimeConfig};
 pub use error::{Error, ErrorKind, Result};
 pub use media::audio::AudioFrame;
 pub use media::video::{VideoFrame, VideoSource};

@@ -187,3 +187,30 @@ pub const TCP_MAX_UNVERIFIED_CHECKS: u32 = 4;
 /// audio and data at voice rates). A frame that does not fit is dropped whole, so the
 /// RFC 4571 framing stays intact; RTP copes with loss, DTLS and SCTP retransmit.
 pub const TCP_WRITE_BUFFER: usize = 64 * 1024;
+/// Longest an answer waits for the server-reflexive address of its sockets (STUN), by
+/// default (`RuntimeConfig::gather_timeout`): a STUN server answers within one round trip,
+/// and a dead one must not hold a client's offer for longer than this.
+pub const GATHER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// First STUN retransmission timeout; it doubles for each of the [`STUN_TRANSMISSIONS`].
+/// Shorter than RFC 8489's 500 ms: an answer waits for it (see [`GATHER_TIMEOUT`]).
+pub const STUN_RTO: Duration = Duration::from_millis(200);
+
+/// Binding requests sent per transaction (200, 400, 800 ms apart, then
+/// [`STUN_LAST_WAIT`]): a STUN server that answers none of them counts as dead.
+pub const STUN_TRANSMISSIONS: u32 = 4;
+
+/// Wait after the last binding request before the transaction times out.
+pub const STUN_LAST_WAIT: Duration = Duration::from_millis(1600);
+
+/// The shared UDP socket's server-reflexive address is asked again this often: NATs drop
+/// idle UDP mappings after 30 s or more, and a rebinding NAT gives a new address.
+pub const STUN_REFRESH: Duration = Duration::from_secs(30);
+
+/// After a failed binding (timeout, error response) on the shared socket, the next try.
+pub const STUN_RETRY: Duration = Duration::from_secs(10);
+
+/// STUN bindings (local socket × server) an I/O thread keeps at once; past it new
+/// per-peer sockets are not gathered for (counted as errors). 8 sockets × 4 servers for
+/// every peer of a busy runtime.
+pub const MAX_STUN_BINDINGS: usize = 8192;

@@ -4,7 +4,9 @@
 use std::ffi::c_char;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::config::RuntimeConfig;
+use serde_json::Value;
+
+use crate::config::{IceServer, RuntimeConfig};
 use crate::runtime::Runtime;
 
 use super::{cstr_opt, guard, invalid, SwrtcResult};
@@ -45,6 +47,20 @@ pub struct SwrtcRuntimeConfig {
     pub tcp_ip: *const c_char,
     /// ICE-TCP port (0: any free port). Used only with `tcp_enabled`.
     pub tcp_port: u16,
+    /// STUN/TURN servers for the runtime's own sockets, as a JSON array of
+    /// `RTCIceServer`s (`[{"urls":["stun:host:3478"]}]`, `urls` a string or an array,
+    /// `username`/`credential` optional), NUL-terminated and copied; NULL: none. From each
+    /// `stun:` URL the I/O thread learns the sockets' public address and offers it as a
+    /// server-reflexive candidate (no `public_ip` needed behind a NAT); from each `turn:`
+    /// URL over UDP (`username` and `credential` required) each peer's own sockets get a
+    /// relay, offered as a relay candidate and deleted when the peer closes. Host names are
+    /// looked up once on a thread of their own. `turns:` and TCP URLs are checked but not
+    /// used yet. Bad JSON or URLs fail `swrtc_runtime_new`; a dead server is counted in
+    /// `swrtc_runtime_stats`, never a failed offer.
+    pub ice_servers_json: *const c_char,
+    /// Longest a peer's first answer waits for its server-reflexive addresses and relays
+    /// (ms, 0..=4000). Default 1000. Only with `stun:`/`turn:` servers.
+    pub gather_timeout_ms: u32,
 }
 
 /// Counters of a runtime's shared UDP socket (all zero without `udp_shared`) and ICE-TCP
@@ -81,6 +97,18 @@ pub struct SwrtcRuntimeStats {
     /// Frames dropped on the way out: the connection's 64 KiB write buffer was full, or
     /// no connection to that address.
     pub tcp_frames_dropped: u64,
+    /// STUN binding transactions started toward the `stun:` servers.
+    pub stun_requests: u64,
+    /// STUN answers that told us a server-reflexive address.
+    pub stun_responses: u64,
+    /// STUN transactions no answer came for (a dead or unreachable server).
+    pub stun_timeouts: u64,
+    /// STUN error answers, answers without an address, names that did not resolve.
+    pub stun_errors: u64,
+    /// First answers sent when the gather timeout ran out before the STUN servers answered.
+    pub stun_answers_without_srflx: u64,
+    /// TURN relay allocations made (one per peer socket and `turn:` server).
+    pub turn_relays: u64,
 }
 
 /// Fills `cfg` with the defaults.
@@ -107,6 +135,8 @@ pub unsafe extern "C" fn swrtc_runtime_config_default(cfg: *mut SwrtcRuntimeConf
                 tcp_enabled: false,
                 tcp_ip: std::ptr::null(),
                 tcp_port: 0,
+                ice_servers_json: std::ptr::null(),
+                gather_timeout_ms: d.gather_timeout.as_millis() as u32,
             })
         };
         Ok(())
@@ -116,11 +146,13 @@ pub unsafe extern "C" fn swrtc_runtime_config_default(cfg: *mut SwrtcRuntimeConf
 /// Starts a runtime. `cfg` NULL means defaults. On success `*out` owns it: free it with
 /// `swrtc_runtime_free` (peers created on it keep it alive until they are freed too).
 ///
-/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip`),
-/// `SWRTC_ERR_IO` (the shared UDP port or the ICE-TCP port is taken). Any thread.
+/// Errors: `SWRTC_ERR_INVALID_ARGUMENT` (NULL `out`, bad thread counts, bad `udp_ip` or
+/// `tcp_ip`, bad `ice_servers_json` or URL, `gather_timeout_ms` over 4000), `SWRTC_ERR_IO`
+/// (the shared UDP port or the ICE-TCP port is taken). Any thread.
 ///
 /// # Safety
-/// `cfg` is NULL or valid (its `udp_ip` and `tcp_ip` NULL or NUL-terminated); `out` is valid for one
+/// `cfg` is NULL or valid (its `udp_ip`, `tcp_ip` and `ice_servers_json` NULL or
+/// NUL-terminated); `out` is valid for one
 /// pointer write.
 #[no_mangle]
 pub unsafe extern "C" fn swrtc_runtime_new(
@@ -156,6 +188,11 @@ pub unsafe extern "C" fn swrtc_runtime_new(
                 };
                 rc.tcp_addr = Some(SocketAddr::new(ip, c.tcp_port));
             }
+            // SAFETY: NULL or NUL-terminated per the contract.
+            if let Some(j) = unsafe { cstr_opt(c.ice_servers_json, "ice_servers_json") }? {
+                rc.ice_servers = parse_ice_servers(j, "ice_servers_json")?;
+            }
+            rc.gather_timeout = std::time::Duration::from_millis(u64::from(c.gather_timeout_ms));
         }
         let rt = Runtime::new(rc)?;
         // SAFETY: checked non-NULL above.
@@ -230,6 +267,12 @@ pub unsafe extern "C" fn swrtc_runtime_stats(
                 tcp_frames_in: s.tcp_frames_in,
                 tcp_frames_out: s.tcp_frames_out,
                 tcp_frames_dropped: s.tcp_frames_dropped,
+                stun_requests: s.stun_requests,
+                stun_responses: s.stun_responses,
+                stun_timeouts: s.stun_timeouts,
+                stun_errors: s.stun_errors,
+                stun_answers_without_srflx: s.stun_answers_without_srflx,
+                turn_relays: s.turn_relays,
             })
         };
         Ok(())
@@ -250,4 +293,35 @@ pub unsafe extern "C" fn swrtc_runtime_free(rt: *mut SwrtcRuntime) {
         }
         Ok(())
     });
+}
+
+/// `[{"urls": "stun:…" | ["…"], "username": "…", "credential": "…"}, …]` (the browser's
+/// `RTCIceServer` list), for the runtime's and the signalling server's C configs. The
+/// URLs themselves are checked where they are used (`Runtime::new`).
+pub(crate) fn parse_ice_servers(json: &str, field: &str) -> Result<Vec<IceServer>, crate::Error> {
+    let bad = |why: &str| crate::Error::invalid(format!("{field}: {why}"));
+    let v: Value = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
+    let list = v.as_array().ok_or_else(|| bad("not a JSON array"))?;
+    list.iter()
+        .map(|s| {
+            let urls = match &s["urls"] {
+                Value::String(u) => vec![u.clone()],
+                Value::Array(a) => a
+                    .iter()
+                    .map(|u| {
+                        u.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| bad("urls must be strings"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => return Err(bad("each server needs \"urls\"")),
+            };
+            let text = |k: &str| s.get(k).and_then(Value::as_str).map(str::to_owned);
+            Ok(IceServer {
+                urls,
+                username: text("username"),
+                credential: text("credential"),
+            })
+        })
+        .collect()
 }

@@ -6,13 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::error::{Error, ErrorKind};
 use crate::runtime::Runtime;
 use crate::signalling::{
-    Access, AccessRequest, ConnectionMode, IceServer, NewPeer, Protocol, Server, ServerConfig,
-    ServerLimits,
+    Access, AccessRequest, ConnectionMode, NewPeer, Protocol, Server, ServerConfig, ServerLimits,
 };
 
 use super::peer::{from_c_config, to_c_config, SwrtcPeer, SwrtcPeerConfig, SwrtcProtocol};
@@ -43,7 +40,10 @@ pub struct SwrtcServerConfig {
     /// In ESP32 answers, keep only candidates on this IP. NULL: all.
     pub esp32_host: *const c_char,
     /// ICE servers `POST /start` hands to clients, as a JSON array of
-    /// `{"urls":[...],"username":...,"credential":...}`. NULL: none.
+    /// `{"urls":[...],"username":...,"credential":...}`. NULL: none. With `rt` NULL in
+    /// `swrtc_server_new` and a `stun:` URL among them, the server's peers use them too
+    /// (a runtime of the server's own); with a runtime given, its `ice_servers_json`
+    /// applies to the peers.
     pub ice_servers_json: *const c_char,
     /// Largest request body in bytes; larger ones get 413. Default 262144.
     pub max_body: usize,
@@ -305,7 +305,7 @@ unsafe fn from_c_server_config(c: &SwrtcServerConfig) -> Result<ServerConfig, Er
     }
     // SAFETY: as above.
     if let Some(j) = unsafe { cstr_opt(c.ice_servers_json, "ice_servers_json") }? {
-        cfg.ice_servers = parse_ice_servers(j)?;
+        cfg.ice_servers = super::runtime::parse_ice_servers(j, "ice_servers_json")?;
     }
     cfg.max_body = c.max_body;
     cfg.http_threads = c.http_threads as usize;
@@ -335,34 +335,6 @@ unsafe fn from_c_server_config(c: &SwrtcServerConfig) -> Result<ServerConfig, Er
     // Zeros (a config not filled from the defaults) are refused here, with the field name.
     cfg.limits.validate()?;
     Ok(cfg)
-}
-
-fn parse_ice_servers(json: &str) -> Result<Vec<IceServer>, Error> {
-    let bad = |why: &str| Error::invalid(format!("ice_servers_json: {why}"));
-    let v: Value = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
-    let list = v.as_array().ok_or_else(|| bad("not a JSON array"))?;
-    list.iter()
-        .map(|s| {
-            let urls = match &s["urls"] {
-                Value::String(u) => vec![u.clone()],
-                Value::Array(a) => a
-                    .iter()
-                    .map(|u| {
-                        u.as_str()
-                            .map(str::to_owned)
-                            .ok_or_else(|| bad("urls must be strings"))
-                    })
-                    .collect::<Result<_, _>>()?,
-                _ => return Err(bad("each server needs \"urls\"")),
-            };
-            let text = |k: &str| s.get(k).and_then(Value::as_str).map(str::to_owned);
-            Ok(IceServer {
-                urls,
-                username: text("username"),
-                credential: text("credential"),
-            })
-        })
-        .collect()
 }
 
 /// Starts a signalling server on `cfg->addr` for peers on runtime `rt` (NULL: the default

@@ -104,6 +104,11 @@ pub(crate) enum Command {
     Barrier {
         reply: Sender<()>,
     },
+    /// The STUN and TURN servers' addresses, looked up off the I/O thread.
+    IceServers {
+        stun: Vec<std::net::SocketAddr>,
+        turn: Vec<crate::ice::TurnServer>,
+    },
     Shutdown,
 }
 

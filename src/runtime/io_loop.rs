@@ -7,6 +7,10 @@
 
 mod commands;
 mod peers;
+mod relay;
+mod srflx;
+
+pub(crate) use srflx::StunSetup;
 
 use std::collections::HashMap;
 use std::io::ErrorKind as IoKind;
@@ -53,6 +57,8 @@ struct IoLoop {
     demux: Demux,
     /// The runtime's ICE-TCP port (first I/O thread only).
     tcp: Option<TcpIce>,
+    /// STUN and TURN: server-reflexive addresses and relays of our sockets (see `srflx`).
+    srflx: srflx::Srflx,
     /// Slots fed from a shared socket since their last flush.
     dirty: Vec<usize>,
     next_sweep: Instant,
@@ -73,6 +79,7 @@ pub(crate) fn spawn(
     index: usize,
     dispatcher: Dispatcher,
     shared_udp: SharedUdp,
+    stun: StunSetup,
 ) -> Result<(IoHandle, JoinHandle<()>)> {
     let poll = Poll::new()?;
     let mut shared = Vec::new();
@@ -93,6 +100,7 @@ pub(crate) fn spawn(
         shared,
         demux: Demux::new(shared_udp.counters),
         tcp,
+        srflx: srflx::Srflx::new(stun, Instant::now()),
         dirty: Vec::new(),
         next_sweep: Instant::now(),
         clock: Instant::now(),
@@ -107,7 +115,10 @@ pub(crate) fn spawn(
     };
     let t = std::thread::Builder::new()
         .name(format!("swrtc-io-{index}"))
-        .spawn(move || lp.run())?;
+        .spawn(move || {
+            lp.gather_shared(Instant::now());
+            lp.run()
+        })?;
     Ok((handle, t))
 }
 
@@ -121,6 +132,7 @@ impl IoLoop {
                 .iter()
                 .flatten()
                 .map(|e| e.session.poll_timeout())
+                .chain(self.srflx.poll_timeout())
                 .min();
             let mut wait = deadline.map_or(Duration::from_secs(1), |d| {
                 d.saturating_duration_since(now).min(Duration::from_secs(1))
@@ -163,6 +175,7 @@ impl IoLoop {
                 return;
             }
             let now = Instant::now();
+            self.srflx_tick(now);
             for slot in 0..self.entries.len() {
                 let due = match &self.entries[slot] {
                     Some(e) => e.session.poll_timeout() <= now,
@@ -194,6 +207,18 @@ impl IoLoop {
                 Ok((n, source)) => {
                     if n > limits::MAX_DATAGRAM {
                         entry.session.count_dropped_datagram();
+                    } else if self.srflx.claim(now, local, source, &self.buf[..n]) {
+                        // A STUN server's answer about this socket, not the client's.
+                    } else if let Some(relayed) =
+                        self.srflx.relays.claim(now, local, source, &self.buf[..n])
+                    {
+                        // From our TURN server: its own answers, or a client's datagram
+                        // it relayed.
+                        if let Some(r) = relayed {
+                            entry
+                                .session
+                                .handle_datagram(now, r.peer, r.relayed, &r.data);
+                        }
                     } else {
                         entry
                             .session
@@ -237,6 +262,9 @@ impl IoLoop {
             };
             // One byte past the limit is enough to count an oversized datagram as one.
             let data = &self.buf[..n.min(limits::MAX_DATAGRAM + 1)];
+            if self.srflx.claim(now, local, source, data) {
+                continue;
+            }
             let entries = &mut self.entries;
             let fed = self.demux.feed(now, source, local, data, |slot| {
                 entries

@@ -47,7 +47,7 @@ use audio::AudioClock;
 pub(crate) use command::Command;
 use command::IoHandle;
 use dispatch::Dispatcher;
-use io_loop::{SharedUdp, MAX_SOCKETS_PER_PEER};
+use io_loop::{SharedUdp, StunSetup, MAX_SOCKETS_PER_PEER};
 use workers::Workers;
 
 pub use audio::AudioStats;
@@ -76,6 +76,7 @@ pub(crate) struct RuntimeInner {
     /// Local address of the ICE-TCP listener (`None`: UDP only).
     pub tcp_addr: Option<SocketAddr>,
     tcp_counters: Arc<tcp::TcpCounters>,
+    stun_counters: Arc<crate::ice::StunCounters>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -85,6 +86,7 @@ impl Runtime {
         if cfg.io_threads == 0 || cfg.io_threads > 64 {
             return Err(Error::invalid("io_threads must be 1..=64"));
         }
+        let stun = StunServers::from_config(&cfg)?;
         let crypto = Arc::new(str0m::crypto::from_feature_flags());
         // One certificate for the runtime: generating one per peer costs ~30 ms each.
         let cert = crypto
@@ -110,6 +112,7 @@ impl Runtime {
         let mut tcp_listener = cfg.tcp_addr.map(tcp::bind).transpose()?;
         let tcp_addr = tcp_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let tcp_counters = Arc::new(tcp::TcpCounters::default());
+        let stun_counters = Arc::new(crate::ice::StunCounters::default());
         let mut io = Vec::new();
         for i in 0..cfg.io_threads {
             // The shared sockets live on the first I/O thread, with every peer using them.
@@ -119,9 +122,18 @@ impl Runtime {
                 tcp: tcp_listener.take(),
                 tcp_counters: tcp_counters.clone(),
             };
-            let (handle, t) = io_loop::spawn(i, dispatcher.clone(), shared)?;
+            let setup = StunSetup {
+                enabled: !stun.is_empty(),
+                servers: stun.literal(),
+                timeout: cfg.gather_timeout,
+                counters: stun_counters.clone(),
+            };
+            let (handle, t) = io_loop::spawn(i, dispatcher.clone(), shared, setup)?;
             io.push(handle);
             threads.push(t);
+        }
+        if stun.literal().is_none() {
+            stun.resolve_in_background(io.clone(), stun_counters.clone())?;
         }
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
@@ -136,6 +148,7 @@ impl Runtime {
                 udp_counters,
                 tcp_addr,
                 tcp_counters,
+                stun_counters,
                 threads: Mutex::new(threads),
             }),
         })
@@ -177,11 +190,13 @@ impl Runtime {
             .sum()
     }
 
-    /// Counters of the shared UDP socket (all zero without `RuntimeConfig::udp_addr`) and
-    /// of the ICE-TCP port.
+    /// Counters of the shared UDP socket (all zero without `RuntimeConfig::udp_addr`), of
+    /// the ICE-TCP port, and of the STUN/TURN client (all zero without `stun:`/`turn:`
+    /// servers).
     pub fn stats(&self) -> RuntimeStats {
         let c = &self.inner.udp_counters;
         let t = &self.inner.tcp_counters;
+        let s = &self.inner.stun_counters;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         RuntimeStats {
             udp_dropped_unknown_ufrag: c.dropped_unknown_ufrag.load(Ordering::Relaxed),
@@ -197,6 +212,12 @@ impl Runtime {
             tcp_frames_in: get(&t.frames_in),
             tcp_frames_out: get(&t.frames_out),
             tcp_frames_dropped: get(&t.frames_dropped),
+            stun_requests: get(&s.requests),
+            stun_responses: get(&s.responses),
+            stun_timeouts: get(&s.timeouts),
+            stun_errors: get(&s.errors),
+            stun_answers_without_srflx: get(&s.answers_without_srflx),
+            turn_relays: get(&s.relays),
         }
     }
 
@@ -250,6 +271,135 @@ pub struct RuntimeStats {
     /// was full, or no connection to that address (str0m also checks the client's
     /// `tcptype active` candidates, which nobody can connect to).
     pub tcp_frames_dropped: u64,
+    /// STUN binding transactions started toward the `stun:` servers (retransmissions not
+    /// counted).
+    pub stun_requests: u64,
+    /// STUN answers that told us a server-reflexive address.
+    pub stun_responses: u64,
+    /// STUN transactions no answer came for (a dead or unreachable server).
+    pub stun_timeouts: u64,
+    /// STUN error answers, answers without an address, server names that did not resolve.
+    pub stun_errors: u64,
+    /// First answers sent when the gather timeout ran out before the STUN servers had
+    /// answered (they may lack a server-reflexive candidate).
+    pub stun_answers_without_srflx: u64,
+    /// TURN relay allocations made (one per peer socket and `turn:` server).
+    pub turn_relays: u64,
+}
+
+/// The `stun:` and `turn:` (UDP) servers of a runtime config, checked.
+struct StunServers {
+    stun: Vec<crate::ice::IceUrl>,
+    /// TURN URLs with their user name and credential.
+    turn: Vec<(crate::ice::IceUrl, String, String)>,
+}
+
+impl StunServers {
+    fn from_config(cfg: &RuntimeConfig) -> Result<StunServers> {
+        use crate::ice::{IceScheme, IceTransport};
+        if cfg.gather_timeout > Duration::from_secs(4) {
+            // An offer's caller waits 5 s for the I/O thread's answer.
+            return Err(Error::invalid("gather_timeout must be at most 4 s"));
+        }
+        let mut out = StunServers {
+            stun: Vec::new(),
+            turn: Vec::new(),
+        };
+        for server in &cfg.ice_servers {
+            for raw in &server.urls {
+                let u = crate::ice::IceUrl::parse(raw)?;
+                match (u.scheme, u.transport) {
+                    (IceScheme::Stun, IceTransport::Udp) => out.stun.push(u),
+                    (IceScheme::Turn, IceTransport::Udp) => {
+                        let (Some(user), Some(cred)) = (&server.username, &server.credential)
+                        else {
+                            return Err(Error::invalid(format!(
+                                "TURN server {raw:?} needs a username and a credential"
+                            )));
+                        };
+                        out.turn.push((u, user.clone(), cred.clone()));
+                    }
+                    _ => tracing::info!(
+                        "ICE server {}:{} ({:?}, {:?}) is not used by the runtime (stun: and \
+                         turn: over UDP are)",
+                        u.host,
+                        u.port,
+                        u.scheme,
+                        u.transport
+                    ),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.stun.is_empty() && self.turn.is_empty()
+    }
+
+    /// The servers' addresses when every host is an IP literal (nothing to look up).
+    fn literal(&self) -> Option<(Vec<SocketAddr>, Vec<crate::ice::TurnServer>)> {
+        let stun = self
+            .stun
+            .iter()
+            .map(|u| u.literal_addr())
+            .collect::<Option<_>>()?;
+        let turn = self
+            .turn
+            .iter()
+            .map(|(u, user, cred)| {
+                Some(crate::ice::TurnServer {
+                    addr: u.literal_addr()?,
+                    username: user.clone(),
+                    credential: cred.clone(),
+                })
+            })
+            .collect::<Option<_>>()?;
+        Some((stun, turn))
+    }
+
+    /// Looks the servers' names up on a thread of its own (a lookup may block for
+    /// seconds) and hands the addresses to every I/O thread; names that fail are logged
+    /// and counted. The thread ends when that is done.
+    fn resolve_in_background(
+        &self,
+        io: Vec<IoHandle>,
+        counters: Arc<crate::ice::StunCounters>,
+    ) -> Result<()> {
+        let stun_urls = self.stun.clone();
+        let turn_urls = self.turn.clone();
+        std::thread::Builder::new()
+            .name("swrtc-stun-resolve".into())
+            .spawn(move || {
+                let resolve = |u: &crate::ice::IceUrl| {
+                    u.resolve().unwrap_or_else(|e| {
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("{e}");
+                        Vec::new()
+                    })
+                };
+                let mut stun: Vec<SocketAddr> = stun_urls.iter().flat_map(resolve).collect();
+                stun.dedup();
+                let turn: Vec<crate::ice::TurnServer> = turn_urls
+                    .iter()
+                    .filter_map(|(u, user, cred)| {
+                        Some(crate::ice::TurnServer {
+                            addr: *resolve(u).first()?,
+                            username: user.clone(),
+                            credential: cred.clone(),
+                        })
+                    })
+                    .collect();
+                for h in &io {
+                    // A closed runtime simply refuses it.
+                    let _ = h.send(Command::IceServers {
+                        stun: stun.clone(),
+                        turn: turn.clone(),
+                    });
+                }
+            })?;
+        Ok(())
+    }
 }
 
 /// Binds the runtime's shared UDP socket(s): on the given IP, or, for an unspecified one,

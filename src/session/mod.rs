@@ -453,6 +453,31 @@ impl Session {
         }
     }
 
+    /// Adds a server-reflexive candidate (`public` seen by a STUN server for our socket
+    /// `base`), learned after the session was made; it goes into the next answer. False
+    /// when str0m refuses it (a bad address, or redundant with one it has).
+    pub fn add_server_reflexive(&mut self, public: SocketAddr, base: SocketAddr) -> bool {
+        match Candidate::server_reflexive(public, base, "udp") {
+            Ok(c) => self.rtc.add_local_candidate(c).is_some(),
+            Err(e) => {
+                debug!("server-reflexive candidate {public} (base {base}) refused: {e}");
+                false
+            }
+        }
+    }
+
+    /// Adds a relay candidate (`relayed` allocated on a TURN server reached from our socket
+    /// `local`); it goes into the next answer. False when str0m refuses it.
+    pub fn add_relayed(&mut self, relayed: SocketAddr, local: SocketAddr) -> bool {
+        match Candidate::relayed(relayed, local, "udp") {
+            Ok(c) => self.rtc.add_local_candidate(c).is_some(),
+            Err(e) => {
+                debug!("relay candidate {relayed} refused: {e}");
+                false
+            }
+        }
+    }
+
     /// Our local ICE ufrag: what a client's checks name in their USERNAME.
     pub fn local_ufrag(&mut self) -> String {
         self.rtc.direct_api().local_ice_credentials().ufrag

@@ -175,16 +175,8 @@ pub enum ConnectionMode {
     Single,
 }
 
-/// A STUN or TURN server for clients, returned by `/start`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IceServer {
-    /// `stun:` or `turn:` URLs.
-    pub urls: Vec<String>,
-    /// TURN user name.
-    pub username: Option<String>,
-    /// TURN credential.
-    pub credential: Option<String>,
-}
+/// A STUN or TURN server, returned to clients by `/start` (one type with the runtime's).
+pub use crate::config::IceServer;
 
 /// Settings of a signalling server. Start from [`ServerConfig::default`].
 #[derive(Clone)]
@@ -204,7 +196,11 @@ pub struct ServerConfig {
     pub esp32: bool,
     /// In ESP32 answers, keep only the candidates on this address (when it has any).
     pub esp32_host: Option<IpAddr>,
-    /// ICE servers handed to clients by `/start` (and as WHIP/WHEP `Link` headers).
+    /// ICE servers handed to clients by `/start` (and as WHIP/WHEP `Link` headers). With
+    /// `runtime` `None` and a `stun:` URL among them, the server's peers use them too: the
+    /// server then starts a runtime of its own with these servers
+    /// (`RuntimeConfig::ice_servers`) instead of the process-wide one. With a runtime
+    /// given, that runtime's own `ice_servers` apply to the peers.
     pub ice_servers: Vec<IceServer>,
     /// Largest request body; larger ones get 413.
     pub max_body: usize,

@@ -130,6 +130,26 @@ pub struct Registry {
     pending_rx: Receiver<NewPeer>,
 }
 
+/// The runtime of a server given none: the process-wide one, unless the server's ICE
+/// servers include a STUN or TURN server; then a runtime of its own that uses them too
+/// (server-reflexive addresses and relays for each peer's sockets), so one setting serves
+/// both the clients and the server's own peers.
+fn runtime_for_ice_servers(servers: &[super::IceServer]) -> crate::Result<Runtime> {
+    let used = crate::ice::parse_servers(servers)?.iter().any(|u| {
+        matches!(
+            u.scheme,
+            crate::ice::IceScheme::Stun | crate::ice::IceScheme::Turn
+        ) && u.transport == crate::ice::IceTransport::Udp
+    });
+    if !used {
+        return Runtime::global();
+    }
+    Runtime::new(crate::config::RuntimeConfig {
+        ice_servers: servers.to_vec(),
+        ..crate::config::RuntimeConfig::default()
+    })
+}
+
 impl Registry {
     /// A registry for `cfg`. New peers go to `on_peer` (called on the HTTP thread that
     /// answered the offer, before the answer is sent), or without one, wait for
@@ -137,7 +157,7 @@ impl Registry {
     pub fn new(mut cfg: ServerConfig, on_peer: Option<OnPeer>) -> crate::Result<Registry> {
         let runtime = match &cfg.runtime {
             Some(rt) => rt.clone(),
-            None => Runtime::global()?,
+            None => runtime_for_ice_servers(&cfg.ice_servers)?,
         };
         // A server on loopback serves local clients: its peers answer with 127.0.0.1.
         if cfg.peer.bind_ip.is_none() && cfg.addr.ip().is_loopback() {
@@ -409,6 +429,11 @@ impl Registry {
         info!("{pc_id} ended by its client");
         peer.close()?;
         Ok(())
+    }
+
+    /// The runtime the server's peers live on (for its stats).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// The pc_ids of live peers.

@@ -5,7 +5,7 @@
 //! (mid 0), video sendrecv (mid 1), optional screen video sendonly (mid 2),
 //! a client-created data channel ("chat"), a trackStatus signalling message
 //! and `ping: <ms>` every second once the channel opens. It gathers only
-//! 127.0.0.1 host candidates and uses no STUN server.
+//! 127.0.0.1 host candidates and uses no STUN server (unless an offer names some).
 //!
 //! Needs `<repo>/.venv` (run `.ci/setup-python.sh`), or a Python with aiortc
 //! in `SWRTC_PYTHON`. Set `SWRTC_AIORTC_LOG=1` to copy the peer's stderr to the

@@ -26,6 +26,8 @@ Commands (unknown fields are ignored):
       the audio and camera transceivers' direction (default "sendrecv");
       datachannel false leaves out the data channel (WHIP/WHEP offers have none); channel_id N opens the
       data channel on SCTP stream N (in-band, as libpeer opens stream 0).
+      ice_servers ["stun:IP:PORT", ...] gives the peer connection those STUN
+      servers (default none), so its offer carries srflx candidates.
       Video options: video_pattern "bars" (default: static colour bars),
       "noise" (grey with a centred block of seeded noise a quarter of each
       side, new each frame: fills any bitrate) or
@@ -118,6 +120,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -544,11 +547,12 @@ class Peer:
         self.gen += 1
         gen = self.gen
         policy = cmd.get("bundle_policy") or ("max-bundle" if cmd.get("screen") else None)
+        ice = [RTCIceServer(urls=u) for u in cmd.get("ice_servers") or []]
         if policy is None:
-            pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
         else:
             pc = RTCPeerConnection(RTCConfiguration(
-                iceServers=[], bundlePolicy=RTCBundlePolicy(policy)))
+                iceServers=ice, bundlePolicy=RTCBundlePolicy(policy)))
         self.pc = pc
 
         @pc.on("iceconnectionstatechange")

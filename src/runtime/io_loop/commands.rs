@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use crossbeam_channel::Sender;
+
 use super::{Entry, IoLoop};
 use crate::error::{Error, Result};
 use crate::runtime::command::Command;
@@ -14,19 +16,7 @@ impl IoLoop {
             match cmd {
                 Command::Shutdown => return false,
                 Command::AddPeer(p) => self.add_peer(*p),
-                Command::Offer { id, sdp, reply } => {
-                    let r = self.with_entry(id, |e| {
-                        let answer = e.session.accept_offer(&sdp, now)?;
-                        if let Some(hook) = e.sinks.codec.as_mut() {
-                            hook(e.session.video_out_codec());
-                        }
-                        Ok(answer)
-                    });
-                    if let Some(&slot) = self.by_id.get(&id) {
-                        self.register_ufrag(slot);
-                    }
-                    let _ = reply.send(r);
-                }
+                Command::Offer { id, sdp, reply } => self.offer(id, sdp, reply, now),
                 Command::Candidate {
                     id,
                     candidate,
@@ -102,12 +92,34 @@ impl IoLoop {
                 Command::Barrier { reply } => {
                     let _ = reply.send(());
                 }
+                Command::IceServers { stun, turn } => self.ice_servers_known(stun, turn, now),
             }
         }
         true
     }
 
     /// Runs `f` on a live session, then flushes its output.
+    /// Answers an offer (a first one once `srflx` lets it through).
+    pub(super) fn answer_offer(
+        &mut self,
+        id: u64,
+        sdp: &str,
+        reply: Sender<Result<String>>,
+        now: Instant,
+    ) {
+        let r = self.with_entry(id, |e| {
+            let answer = e.session.accept_offer(sdp, now)?;
+            if let Some(hook) = e.sinks.codec.as_mut() {
+                hook(e.session.video_out_codec());
+            }
+            Ok(answer)
+        });
+        if let Some(&slot) = self.by_id.get(&id) {
+            self.register_ufrag(slot);
+        }
+        let _ = reply.send(r);
+    }
+
     fn with<T>(&mut self, id: u64, f: impl FnOnce(&mut Session) -> Result<T>) -> Result<T> {
         self.with_entry(id, |e| f(&mut e.session))
     }

@@ -52,6 +52,7 @@ impl IoLoop {
             sinks: p.sinks,
         });
         self.register_ufrag(slot);
+        self.srflx_add_peer(slot, self.clock);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -64,6 +65,20 @@ impl IoLoop {
         let shared = entry.sockets.is_empty();
         let sockets = if shared { &self.shared } else { &entry.sockets };
         while let Some(t) = entry.session.poll_transmit() {
+            if !shared && self.srflx.relays.is_relayed(t.source) {
+                let out = self
+                    .srflx
+                    .relays
+                    .send(self.clock, t.source, t.destination, &t.contents);
+                if let Some(o) = out {
+                    if let Some((sock, _)) = sockets.iter().find(|(_, l)| *l == o.local) {
+                        if let Err(e) = sock.send_to(&o.data, o.to) {
+                            debug!("send_to TURN {} failed: {e}", o.to);
+                        }
+                    }
+                }
+                continue;
+            }
             if t.proto == str0m::net::Protocol::Tcp {
                 if let Some(tcp) = self.tcp.as_mut() {
                     tcp.send(slot, t.destination, &t.contents, self.poll.registry());
@@ -142,6 +157,7 @@ impl IoLoop {
         for (sock, _) in entry.sockets.iter_mut() {
             let _ = self.poll.registry().deregister(sock);
         }
+        self.srflx_forget(slot, &entry.sockets);
         if entry.shared.state() != PeerState::Closed {
             set_state(&entry.shared, &mut entry.sinks, PeerState::Closed);
         }
