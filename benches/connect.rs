@@ -144,8 +144,7 @@ fn stacks() {
     let cfg = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         peer: echo::echo_peer_config(),
-        // Every client comes from 127.0.0.1, and a connect lost to libdatachannel's race
-        // leaves a peer connecting until its timeout: no per-source caps here.
+        // Every client comes from 127.0.0.1: no per-source caps here.
         limits: ServerLimits {
             max_peers_per_source: usize::MAX,
             max_connecting_peers_per_source: usize::MAX,
@@ -183,22 +182,17 @@ fn stacks() {
 }
 
 /// libdatachannel: each connect a new peer connection (gathered fully before the POST, as
-/// Pipecat's C++ transport does), closed before the next. An attempt lost to
-/// libdatachannel's fingerprint race (see `ldc_peer::connect_retrying`) is retried and
-/// counted; the time is that of the attempt that connected.
+/// Pipecat's C++ transport does), closed before the next; one attempt each.
 fn ldc_times(server: &Server, n: usize) {
-    let mut races = 0;
-    let mut connect = || {
-        let mut c = ldc_peer::connect_retrying(server.local_addr(), Duration::from_secs(15))
-            .expect("libdatachannel connect");
+    let connect = || {
+        let mut c = ldc_peer::connect_new(server.local_addr(), Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("libdatachannel connect: {e}"));
         c.peer.close();
-        races += c.races;
         c.took
     };
     connect();
     let ms: Vec<f64> = (0..n).map(|_| connect().as_secs_f64() * 1e3).collect();
     report("libdatachannel", ms, Some((15.0, 100.0)));
-    println!("libdatachannel  attempts lost to its fingerprint race (retried): {races}");
 }
 
 /// Chromium with the official Pipecat client: runs this bench again inside a loopback-only
@@ -253,8 +247,7 @@ fn chromium_inner(n: usize) {
     let cfg = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         peer: echo::echo_peer_config(),
-        // Every client comes from 127.0.0.1, and a connect lost to libdatachannel's race
-        // leaves a peer connecting until its timeout: no per-source caps here.
+        // Every client comes from 127.0.0.1: no per-source caps here.
         limits: ServerLimits {
             max_peers_per_source: usize::MAX,
             max_connecting_peers_per_source: usize::MAX,

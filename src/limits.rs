@@ -142,6 +142,16 @@ pub const EARLY_DATAGRAM_TTL: Duration = Duration::from_secs(2);
 /// datagrams are accepted before the pair is); the oldest is forgotten past this.
 pub const MAX_CHECKED_SOURCES: usize = 8;
 
+/// How long after a client address's first authenticated check its first DTLS flight is
+/// held before str0m sees it. libdatachannel starts DTLS from inside
+/// `rtcSetRemoteDescription` (its ICE agent, which answered our checks before it had our
+/// answer, connects as soon as it gets our credentials) but stores the answer, and with it
+/// our fingerprint, only afterwards: a ServerHello back within that window has its
+/// certificate checked against no answer and the handshake fails for good. Held, our
+/// certificate reaches the client after it has stored the answer; other clients lose at
+/// most this much of their connect time.
+pub const DTLS_FIRST_FLIGHT_HOLD: Duration = Duration::from_millis(5);
+
 /// Remote addresses bound to one peer on the shared UDP socket (a client's host and
 /// reflexive addresses, plus a NAT rebinding or two); past it the peer's least recently
 /// seen address is unbound.

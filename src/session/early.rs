@@ -32,25 +32,33 @@ pub(super) enum Held {
 pub(super) struct EarlyQueue {
     items: VecDeque<Early>,
     bytes: usize,
-    /// Sources of authenticated STUN checks, newest last.
-    checked: VecDeque<SocketAddr>,
+    /// Sources of authenticated STUN checks and when each sent its first, newest last.
+    checked: VecDeque<(SocketAddr, Instant)>,
 }
 
 impl EarlyQueue {
     /// `source` sent us a STUN binding request that passed str0m's integrity check.
-    pub fn note_check(&mut self, source: SocketAddr) {
-        if self.checked.contains(&source) {
+    pub fn note_check(&mut self, source: SocketAddr, now: Instant) {
+        if self.is_checked(source) {
             return;
         }
         if self.checked.len() >= limits::MAX_CHECKED_SOURCES {
             self.checked.pop_front();
         }
-        self.checked.push_back(source);
+        self.checked.push_back((source, now));
     }
 
     /// Whether `source` has sent us an authenticated check.
     pub fn is_checked(&self, source: SocketAddr) -> bool {
-        self.checked.contains(&source)
+        self.first_check(source).is_some()
+    }
+
+    /// When `source` sent us its first authenticated check.
+    pub fn first_check(&self, source: SocketAddr) -> Option<Instant> {
+        self.checked
+            .iter()
+            .find(|(a, _)| *a == source)
+            .map(|(_, at)| *at)
     }
 
     /// Keeps a datagram unless that would pass a bound (new arrivals are the ones dropped:

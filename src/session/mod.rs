@@ -153,6 +153,10 @@ pub struct SessionStats {
     /// Early datagrams dropped: over the count or byte bound, or not accepted within
     /// `limits::EARLY_DATAGRAM_TTL` (also counted in `datagrams_dropped`).
     pub early_dropped: u64,
+    /// DTLS datagrams of the client's first flight held until
+    /// `limits::DTLS_FIRST_FLIGHT_HOLD` after its first check (then handed to str0m; one
+    /// over the early bounds is counted in `early_dropped`).
+    pub first_flight_held: u64,
 }
 
 /// One peer's protocol state. See the module docs.
@@ -180,6 +184,13 @@ pub struct Session {
     stats: SessionStats,
     net: NetStatsTracker,
     early: early::EarlyQueue,
+    /// The client's first DTLS flight while it is held (apart from `early`, so that
+    /// strangers filling that cannot crowd it out).
+    flight: early::EarlyQueue,
+    /// Whether str0m has been handed any DTLS (nothing more is held for the hold).
+    dtls_fed: bool,
+    /// When the held first DTLS flight is due for str0m.
+    first_flight_due: Option<Instant>,
 }
 
 /// Paces our ICE consent checks so a vanished client is noticed within
@@ -216,6 +227,9 @@ impl Session {
             stats: SessionStats::default(),
             net: NetStatsTracker::default(),
             early: early::EarlyQueue::default(),
+            flight: early::EarlyQueue::default(),
+            dtls_fed: false,
+            first_flight_due: None,
         }
     }
 
@@ -342,23 +356,49 @@ impl Session {
                 contents,
             },
         );
-        if !self.rtc.accepts(&input) {
+        let accepted = self.rtc.accepts(&input);
+        if !accepted && is_stun(data) {
             // STUN that str0m refuses failed its ufrag or integrity check: not ours.
-            if is_stun(data) {
-                self.stats.datagrams_dropped += 1;
-            } else if self.early.is_checked(source) {
-                self.stats.early_delivered += 1;
-                self.feed(now, input);
-            } else {
-                self.hold_early(now, source, destination, data);
-            }
+            self.stats.datagrams_dropped += 1;
             return;
         }
-        if is_stun_request(data) {
+        if accepted && is_stun_request(data) {
             // accepts() verified its integrity: this source is the client.
-            self.early.note_check(source);
+            self.early.note_check(source, now);
         }
+        if !accepted && !self.early.is_checked(source) {
+            self.hold_early(now, source, destination, data);
+            return;
+        }
+        if let Some(due) = self.first_flight_wait(now, source, data) {
+            if !accepted {
+                self.stats.early_delivered += 1;
+            }
+            self.hold_flight(now, due, source, destination, data);
+            return;
+        }
+        if !accepted {
+            self.stats.early_delivered += 1;
+        }
+        self.note_fed(data);
         self.feed(now, input);
+    }
+
+    /// When a DTLS datagram from `source` may go to str0m, if not now: the client's first
+    /// flight waits until `limits::DTLS_FIRST_FLIGHT_HOLD` after that source's first
+    /// authenticated check (see there why).
+    fn first_flight_wait(&self, now: Instant, source: SocketAddr, data: &[u8]) -> Option<Instant> {
+        if self.dtls_fed || !is_dtls(data) {
+            return None;
+        }
+        let due = self.early.first_check(source)? + limits::DTLS_FIRST_FLIGHT_HOLD;
+        (now < due).then_some(due)
+    }
+
+    fn note_fed(&mut self, data: &[u8]) {
+        if is_dtls(data) {
+            self.dtls_fed = true;
+        }
     }
 
     /// Hands an accepted datagram to str0m, then releases held ones it may have unlocked.
@@ -383,10 +423,30 @@ impl Session {
         self.after_mutation(now);
     }
 
-    /// Feeds one held datagram if its source is accepted now; whether it did.
-    fn try_release(&mut self, now: Instant, e: &early::Early) -> bool {
+    /// Whether str0m takes a held datagram now: its source is accepted, or has sent an
+    /// authenticated check since it arrived.
+    fn releasable(&self, now: Instant, e: &early::Early) -> bool {
+        if self.early.is_checked(e.source) {
+            return true;
+        }
         let Ok(contents) = DatagramRecv::try_from(&e.data[..]) else {
-            return true; // cannot happen (parsed when held); nothing to keep
+            return false; // cannot happen (parsed when held); expires like a stranger's
+        };
+        self.rtc.accepts(&Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source: e.source,
+                destination: e.destination,
+                contents,
+            },
+        ))
+    }
+
+    /// Hands a held datagram to str0m (the caller drains).
+    fn feed_held(&mut self, now: Instant, e: &early::Early) {
+        let Ok(contents) = DatagramRecv::try_from(&e.data[..]) else {
+            return;
         };
         let input = Input::Receive(
             now,
@@ -397,16 +457,33 @@ impl Session {
                 contents,
             },
         );
-        if !self.rtc.accepts(&input) && !self.early.is_checked(e.source) {
-            return false;
-        }
-        self.stats.early_delivered += 1;
+        self.note_fed(&e.data);
         self.stats.datagrams_in += 1;
         if let Err(err) = self.rtc.handle_input(input) {
             self.stats.input_errors += 1;
-            debug!("early datagram from {} rejected: {err}", e.source);
+            debug!("held datagram from {} rejected: {err}", e.source);
         }
-        true
+    }
+
+    /// Keeps a datagram of the client's first DTLS flight until `due`.
+    fn hold_flight(
+        &mut self,
+        now: Instant,
+        due: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        match self.flight.push(now, source, destination, data) {
+            early::Held::Kept => {
+                self.stats.first_flight_held += 1;
+                self.first_flight_due = Some(due);
+            }
+            early::Held::Full => {
+                self.stats.early_dropped += 1;
+                self.stats.datagrams_dropped += 1;
+            }
+        }
     }
 
     fn hold_early(
@@ -433,18 +510,33 @@ impl Session {
     }
 
     /// Feeds every held datagram whose source str0m now accepts (or that has sent an
-    /// authenticated check since), in arrival order; the rest wait.
+    /// authenticated check since), in arrival order; the rest wait. A held first DTLS flight
+    /// goes once its hold is over.
     fn release_early(&mut self, now: Instant) {
-        if self.early.is_empty() {
-            return;
-        }
-        self.drop_expired_early(now);
         let mut released = false;
-        for e in self.early.take_all() {
-            if self.try_release(now, &e) {
+        if !self.early.is_empty() {
+            self.drop_expired_early(now);
+            for e in self.early.take_all() {
+                if !self.releasable(now, &e) {
+                    self.early.put_back(e);
+                    continue;
+                }
+                self.stats.early_delivered += 1;
+                match self.first_flight_wait(now, e.source, &e.data) {
+                    // Held before its source was checked: it now waits for the hold.
+                    Some(due) => self.hold_flight(e.at, due, e.source, e.destination, &e.data),
+                    None => {
+                        self.feed_held(now, &e);
+                        released = true;
+                    }
+                }
+            }
+        }
+        if self.first_flight_due.is_some_and(|due| now >= due) {
+            self.first_flight_due = None;
+            for e in self.flight.take_all() {
+                self.feed_held(now, &e);
                 released = true;
-            } else {
-                self.early.put_back(e);
             }
         }
         if released {
@@ -606,6 +698,7 @@ impl Session {
             self.renegotiate_due,
             // A closed session never expires them (nor is it polled for long).
             self.early.next_expiry().filter(|_| !self.life.is_closed()),
+            self.first_flight_due.filter(|_| !self.life.is_closed()),
         ]
         .into_iter()
         .flatten()
@@ -845,6 +938,11 @@ impl Session {
 /// STUN starts with two zero bits (RFC 7983 demultiplexing: first byte 0..=3).
 fn is_stun(data: &[u8]) -> bool {
     data.len() >= 20 && data[0] < 4
+}
+
+/// DTLS records start with a content type in 20..=63 (RFC 7983).
+fn is_dtls(data: &[u8]) -> bool {
+    data.first().is_some_and(|b| (20..=63).contains(b))
 }
 
 /// A STUN binding request (type 0x0001).
