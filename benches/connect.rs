@@ -9,6 +9,8 @@
 //!
 //!     cargo bench --bench connect                 # everything
 //!     cargo bench --bench connect -- stacks       # only the per-stack connect times
+//!     cargo bench --bench connect -- stacks libdatachannel   # one stack (str0m, aiortc,
+//!                                                            # libdatachannel, chromium)
 //!
 //! Chromium runs with the server in a loopback-only network namespace (`unshare -n`, as
 //! the browser tests do; needs root): the bench runs itself again in one for that stack.
@@ -140,7 +142,10 @@ fn report(name: &str, mut ms: Vec<f64>, bound: Option<(f64, f64)>) {
     );
 }
 
-fn stacks() {
+/// Every stack, or only the one named `only` (`str0m`, `aiortc`, `libdatachannel`,
+/// `chromium`).
+fn stacks(only: Option<&str>) {
+    let run = |name: &str| only.is_none_or(|o| o == name);
     let cfg = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         peer: echo::echo_peer_config(),
@@ -154,31 +159,47 @@ fn stacks() {
     };
     let server = Server::start(cfg, Some(echo::on_peer(true))).unwrap();
     const N: usize = 50;
-    stack_times("str0m client", N, || {
+    if run("str0m") {
+        str0m_times(&server, N);
+    }
+    if run("aiortc") {
+        aiortc_times(&server, N);
+    }
+    if run("libdatachannel") {
+        ldc_times(&server, N);
+    }
+    if run("chromium") {
+        chromium_times(N);
+    }
+}
+
+fn str0m_times(server: &Server, n: usize) {
+    stack_times("str0m client", n, || {
         let mut c = TestClient::new(ClientOptions {
             video: false,
             ..ClientOptions::default()
         });
         let offer = c.offer();
         let t0 = Instant::now();
-        c.accept_answer(&post_offer(&server, &offer)).unwrap();
+        c.accept_answer(&post_offer(server, &offer)).unwrap();
         c.wait_for(Duration::from_secs(15), |e| {
             matches!(e, ClientEvent::ChannelOpen(_))
         })
         .expect("str0m client: no data channel");
         t0.elapsed()
     });
+}
+
+fn aiortc_times(server: &Server, n: usize) {
     let mut client = AiortcPeer::spawn();
-    stack_times("aiortc", N, || {
+    stack_times("aiortc", n, || {
         let offer = client.offer(json!({"audio": true, "video": false}));
         let t0 = Instant::now();
-        client.answer(&post_offer(&server, &offer));
+        client.answer(&post_offer(server, &offer));
         client.wait_channel_open(Duration::from_secs(15));
         t0.elapsed()
     });
     client.close();
-    ldc_times(&server, N);
-    chromium_times(N);
 }
 
 /// libdatachannel: each connect a new peer connection (gathered fully before the POST, as
@@ -338,12 +359,12 @@ fn main() {
         chromium_inner(args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(50));
         return;
     }
-    if std::env::args().any(|a| a == "stacks") {
-        stacks();
+    if let Some(i) = args.iter().position(|a| a == "stacks") {
+        stacks(args.get(i + 1).map(String::as_str));
         return;
     }
     connect_times();
-    stacks();
+    stacks(None);
     idle_cpu(100, false);
     idle_cpu(100, true);
 }

@@ -1,7 +1,8 @@
 //! Early datagrams on a virtual clock: the client's first DTLS flight arrives while our
 //! check of its pair is still out (the race libdatachannel clients win ~40 % of the time on
-//! loopback), a first flight right after the client's first check waits for the hold, and
-//! strangers' datagrams stay within the bounds.
+//! loopback), a first flight right after the client's first check waits for the hold, our
+//! checks wait for the client's first (or the wait), and strangers' datagrams stay within the
+//! bounds.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ struct Net {
     first_check_at: Option<Instant>,
     /// When the server sent its first DTLS datagram.
     first_dtls_out: Option<Instant>,
+    /// When the server sent its first binding request.
+    first_server_check: Option<Instant>,
 }
 
 impl Net {
@@ -74,6 +77,7 @@ impl Net {
             demux: None,
             first_check_at: None,
             first_dtls_out: None,
+            first_server_check: None,
         }
     }
 
@@ -123,6 +127,9 @@ impl Net {
         while let Some(t) = self.server.poll_transmit() {
             if (20..=63).contains(&t.contents[0]) {
                 self.first_dtls_out.get_or_insert(self.now);
+            }
+            if t.contents[..2] == [0x00, 0x01] {
+                self.first_server_check.get_or_insert(self.now);
             }
             if let Some(d) = self.demux.as_mut() {
                 d.note_sent(0, t.destination, &t.contents, self.now);
@@ -242,6 +249,60 @@ fn a_first_dtls_flight_right_after_the_first_check_waits_for_the_hold() {
         reply < check + hold + Duration::from_millis(1),
         "our DTLS left {:?} after the client's first check: held past the hold",
         reply - check
+    );
+}
+
+#[test]
+fn our_checks_wait_for_the_clients_first_check() {
+    // A check that reaches the client before it has our answer teaches it our address
+    // early (see `limits::REMOTE_CANDIDATE_WAIT`): none goes before the client's own.
+    let mut net = Net::new(Duration::ZERO);
+    net.open_within(Duration::from_secs(3));
+    let theirs = net.first_check_at.expect("no client check");
+    let ours = net.first_server_check.expect("we never checked the client");
+    assert!(
+        ours >= theirs,
+        "our first check left {:?} before the client's",
+        theirs - ours
+    );
+    assert!(
+        ours < theirs + Duration::from_millis(1),
+        "our first check waited {:?} after the client's",
+        ours - theirs
+    );
+}
+
+#[test]
+fn a_client_that_never_checks_still_gets_our_checks_after_the_wait() {
+    // A bot behind a NAT must send first: without a check from the client, ours go out once
+    // the wait is over (and not before).
+    let mut net = Net::new(Duration::ZERO);
+    let start = net.now;
+    let wait = limits::REMOTE_CANDIDATE_WAIT;
+    let mut first = None;
+    let mut now = start;
+    while first.is_none() && now < start + wait * 4 {
+        net.server.handle_timeout(now);
+        while let Some(t) = net.server.poll_transmit() {
+            if t.contents[..2] == [0x00, 0x01] && t.destination == net.client_addr {
+                first.get_or_insert(now);
+            }
+        }
+        now = net
+            .server
+            .poll_timeout()
+            .clamp(now + Duration::from_millis(1), now + wait);
+    }
+    let first = first.expect("no check to the client's candidate at all");
+    assert!(
+        first >= start + wait,
+        "a check went {:?} after the offer",
+        first - start
+    );
+    assert!(
+        first < start + wait + Duration::from_millis(2),
+        "checks began only after {:?}",
+        first - start
     );
 }
 

@@ -191,6 +191,12 @@ pub struct Session {
     dtls_fed: bool,
     /// When the held first DTLS flight is due for str0m.
     first_flight_due: Option<Instant>,
+    /// Whether an offer was accepted (only the first one's candidates are withheld).
+    offered: bool,
+    /// The client's candidates, until its first check or `withheld_until`
+    /// (`limits::REMOTE_CANDIDATE_WAIT`).
+    withheld: Vec<String>,
+    withheld_until: Option<Instant>,
 }
 
 /// Paces our ICE consent checks so a vanished client is noticed within
@@ -230,13 +236,21 @@ impl Session {
             flight: early::EarlyQueue::default(),
             dtls_fed: false,
             first_flight_due: None,
+            offered: false,
+            withheld: Vec::new(),
+            withheld_until: None,
         }
     }
 
     /// Accepts an offer (first or renegotiation) and returns the answer SDP.
     pub fn accept_offer(&mut self, sdp_text: &str, now: Instant) -> Result<String> {
         self.ensure_open()?;
-        let (offer, lines) = sdp::parse_offer(sdp_text)?;
+        let (mut offer, lines) = sdp::parse_offer(sdp_text)?;
+        let withheld = if self.offered {
+            Vec::new()
+        } else {
+            self.offer_without_candidates(sdp_text, &mut offer)
+        };
         let has_audio = lines.iter().any(|l| l.kind == sdp::LineKind::Audio);
         if self.cfg.require_audio && !has_audio {
             return Err(Error::new(
@@ -280,6 +294,11 @@ impl Session {
                 .set_red_send(mid, self.cfg.audio_out_red);
         }
         self.life.offer_accepted(now);
+        self.offered = true;
+        if !withheld.is_empty() {
+            self.withheld = withheld;
+            self.withheld_until = Some(now + limits::REMOTE_CANDIDATE_WAIT);
+        }
         // A (re)negotiated track starts with a keyframe request.
         self.need_keyframe = [true; 3];
         self.last_pli = [None; 3];
@@ -324,6 +343,10 @@ impl Session {
                 )
             })?;
         self.net.note_candidate(parsed.clone(), false);
+        if self.withheld_until.is_some() && self.withheld.len() < limits::MAX_WITHHELD_CANDIDATES {
+            self.withheld.push(text.to_owned());
+            return Ok(());
+        }
         self.rtc.add_remote_candidate(parsed);
         // str0m paces checks; a timeout right away starts them now, not 50 ms later.
         self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
@@ -365,6 +388,8 @@ impl Session {
         if accepted && is_stun_request(data) {
             // accepts() verified its integrity: this source is the client.
             self.early.note_check(source, now);
+            // It has our answer: our checks may go now.
+            self.release_candidates(now);
         }
         if !accepted && !self.early.is_checked(source) {
             self.hold_early(now, source, destination, data);
@@ -544,6 +569,46 @@ impl Session {
         }
     }
 
+    /// The first offer as str0m gets it: without its candidates, which are returned to be
+    /// withheld (see `limits::REMOTE_CANDIDATE_WAIT`). The offer was already checked whole;
+    /// if the rest does not parse on its own, it goes whole and nothing is withheld.
+    fn offer_without_candidates(
+        &self,
+        sdp_text: &str,
+        offer: &mut str0m::change::SdpOffer,
+    ) -> Vec<String> {
+        let (text, candidates) = sdp::split_candidates(sdp_text);
+        if candidates.is_empty() {
+            return candidates;
+        }
+        match sdp::parse_offer(&text) {
+            Ok((bare, _)) => {
+                *offer = bare;
+                candidates
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Hands the withheld candidates to str0m, whose checks to them start at once.
+    fn release_candidates(&mut self, now: Instant) {
+        if self.withheld_until.take().is_none() {
+            return;
+        }
+        for text in std::mem::take(&mut self.withheld) {
+            if is_mdns_candidate(&text) {
+                continue; // learned from the client's checks instead
+            }
+            match Candidate::from_sdp_string(&text)
+                .or_else(|_| Candidate::from_sdp_string(&format!("candidate:{text}")))
+            {
+                Ok(c) => self.rtc.add_remote_candidate(c),
+                Err(e) => debug!("offer candidate {text:?} skipped: {e}"),
+            }
+        }
+        self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
+    }
+
     /// Our local ICE ufrag: what a client's checks name in their USERNAME.
     pub fn local_ufrag(&mut self) -> String {
         self.rtc.direct_api().local_ice_credentials().ufrag
@@ -573,6 +638,9 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.life.is_closed() {
             return;
+        }
+        if self.withheld_until.is_some_and(|t| now >= t) {
+            self.release_candidates(now);
         }
         self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
         self.release_early(now);
@@ -699,6 +767,7 @@ impl Session {
             // A closed session never expires them (nor is it polled for long).
             self.early.next_expiry().filter(|_| !self.life.is_closed()),
             self.first_flight_due.filter(|_| !self.life.is_closed()),
+            self.withheld_until.filter(|_| !self.life.is_closed()),
         ]
         .into_iter()
         .flatten()
