@@ -409,23 +409,6 @@ impl Session {
         self.feed(now, input);
     }
 
-    /// When a DTLS datagram from `source` may go to str0m, if not now: the client's first
-    /// flight waits until `limits::DTLS_FIRST_FLIGHT_HOLD` after that source's first
-    /// authenticated check (see there why).
-    fn first_flight_wait(&self, now: Instant, source: SocketAddr, data: &[u8]) -> Option<Instant> {
-        if self.dtls_fed || !is_dtls(data) {
-            return None;
-        }
-        let due = self.early.first_check(source)? + limits::DTLS_FIRST_FLIGHT_HOLD;
-        (now < due).then_some(due)
-    }
-
-    fn note_fed(&mut self, data: &[u8]) {
-        if is_dtls(data) {
-            self.dtls_fed = true;
-        }
-    }
-
     /// Hands an accepted datagram to str0m, then releases held ones it may have unlocked.
     fn feed(&mut self, now: Instant, input: Input) {
         let source = match &input {
@@ -446,167 +429,6 @@ impl Session {
         }
         self.release_early(now);
         self.after_mutation(now);
-    }
-
-    /// Whether str0m takes a held datagram now: its source is accepted, or has sent an
-    /// authenticated check since it arrived.
-    fn releasable(&self, now: Instant, e: &early::Early) -> bool {
-        if self.early.is_checked(e.source) {
-            return true;
-        }
-        let Ok(contents) = DatagramRecv::try_from(&e.data[..]) else {
-            return false; // cannot happen (parsed when held); expires like a stranger's
-        };
-        self.rtc.accepts(&Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source: e.source,
-                destination: e.destination,
-                contents,
-            },
-        ))
-    }
-
-    /// Hands a held datagram to str0m (the caller drains).
-    fn feed_held(&mut self, now: Instant, e: &early::Early) {
-        let Ok(contents) = DatagramRecv::try_from(&e.data[..]) else {
-            return;
-        };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source: e.source,
-                destination: e.destination,
-                contents,
-            },
-        );
-        self.note_fed(&e.data);
-        self.stats.datagrams_in += 1;
-        if let Err(err) = self.rtc.handle_input(input) {
-            self.stats.input_errors += 1;
-            debug!("held datagram from {} rejected: {err}", e.source);
-        }
-    }
-
-    /// Keeps a datagram of the client's first DTLS flight until `due`.
-    fn hold_flight(
-        &mut self,
-        now: Instant,
-        due: Instant,
-        source: SocketAddr,
-        destination: SocketAddr,
-        data: &[u8],
-    ) {
-        match self.flight.push(now, source, destination, data) {
-            early::Held::Kept => {
-                self.stats.first_flight_held += 1;
-                self.first_flight_due = Some(due);
-            }
-            early::Held::Full => {
-                self.stats.early_dropped += 1;
-                self.stats.datagrams_dropped += 1;
-            }
-        }
-    }
-
-    fn hold_early(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        destination: SocketAddr,
-        data: &[u8],
-    ) {
-        self.drop_expired_early(now);
-        match self.early.push(now, source, destination, data) {
-            early::Held::Kept => self.stats.early_held += 1,
-            early::Held::Full => {
-                self.stats.early_dropped += 1;
-                self.stats.datagrams_dropped += 1;
-            }
-        }
-    }
-
-    fn drop_expired_early(&mut self, now: Instant) {
-        let n = self.early.expire(now);
-        self.stats.early_dropped += n;
-        self.stats.datagrams_dropped += n;
-    }
-
-    /// Feeds every held datagram whose source str0m now accepts (or that has sent an
-    /// authenticated check since), in arrival order; the rest wait. A held first DTLS flight
-    /// goes once its hold is over.
-    fn release_early(&mut self, now: Instant) {
-        let mut released = false;
-        if !self.early.is_empty() {
-            self.drop_expired_early(now);
-            for e in self.early.take_all() {
-                if !self.releasable(now, &e) {
-                    self.early.put_back(e);
-                    continue;
-                }
-                self.stats.early_delivered += 1;
-                match self.first_flight_wait(now, e.source, &e.data) {
-                    // Held before its source was checked: it now waits for the hold.
-                    Some(due) => self.hold_flight(e.at, due, e.source, e.destination, &e.data),
-                    None => {
-                        self.feed_held(now, &e);
-                        released = true;
-                    }
-                }
-            }
-        }
-        if self.first_flight_due.is_some_and(|due| now >= due) {
-            self.first_flight_due = None;
-            for e in self.flight.take_all() {
-                self.feed_held(now, &e);
-                released = true;
-            }
-        }
-        if released {
-            self.drain(now);
-        }
-    }
-
-    /// The first offer as str0m gets it: without its candidates, which are returned to be
-    /// withheld (see `limits::REMOTE_CANDIDATE_WAIT`). The offer was already checked whole;
-    /// if the rest does not parse on its own, it goes whole and nothing is withheld.
-    fn offer_without_candidates(
-        &self,
-        sdp_text: &str,
-        offer: &mut str0m::change::SdpOffer,
-    ) -> Vec<String> {
-        let (text, candidates) = sdp::split_candidates(sdp_text);
-        if candidates.is_empty() {
-            return candidates;
-        }
-        match sdp::parse_offer(&text) {
-            Ok((bare, _)) => {
-                *offer = bare;
-                candidates
-            }
-            Err(_) => Vec::new(),
-        }
-    }
-
-    /// Hands the withheld candidates to str0m, whose checks to them start at once.
-    fn release_candidates(&mut self, now: Instant) {
-        if self.withheld_until.take().is_none() {
-            return;
-        }
-        for text in std::mem::take(&mut self.withheld) {
-            if is_mdns_candidate(&text) {
-                continue; // learned from the client's checks instead
-            }
-            match Candidate::from_sdp_string(&text)
-                .or_else(|_| Candidate::from_sdp_string(&format!("candidate:{text}")))
-            {
-                Ok(c) => self.rtc.add_remote_candidate(c),
-                Err(e) => debug!("offer candidate {text:?} skipped: {e}"),
-            }
-        }
-        self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
     }
 
     /// Our local ICE ufrag: what a client's checks name in their USERNAME.
@@ -1007,11 +829,6 @@ impl Session {
 /// STUN starts with two zero bits (RFC 7983 demultiplexing: first byte 0..=3).
 fn is_stun(data: &[u8]) -> bool {
     data.len() >= 20 && data[0] < 4
-}
-
-/// DTLS records start with a content type in 20..=63 (RFC 7983).
-fn is_dtls(data: &[u8]) -> bool {
-    data.first().is_some_and(|b| (20..=63).contains(b))
 }
 
 /// A STUN binding request (type 0x0001).
