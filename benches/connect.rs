@@ -9,6 +9,8 @@
 //!
 //!     cargo bench --bench connect                 # everything
 //!     cargo bench --bench connect -- stacks       # only the per-stack connect times
+//!     cargo bench --bench connect -- stacks libdatachannel   # one stack (str0m, aiortc,
+//!                                                            # libdatachannel, chromium)
 //!
 //! Chromium runs with the server in a loopback-only network namespace (`unshare -n`, as
 //! the browser tests do; needs root): the bench runs itself again in one for that stack.
@@ -140,12 +142,14 @@ fn report(name: &str, mut ms: Vec<f64>, bound: Option<(f64, f64)>) {
     );
 }
 
-fn stacks() {
+/// Every stack, or only the one named `only` (`str0m`, `aiortc`, `libdatachannel`,
+/// `chromium`).
+fn stacks(only: Option<&str>) {
+    let run = |name: &str| only.is_none_or(|o| o == name);
     let cfg = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         peer: echo::echo_peer_config(),
-        // Every client comes from 127.0.0.1, and a connect lost to libdatachannel's race
-        // leaves a peer connecting until its timeout: no per-source caps here.
+        // Every client comes from 127.0.0.1: no per-source caps here.
         limits: ServerLimits {
             max_peers_per_source: usize::MAX,
             max_connecting_peers_per_source: usize::MAX,
@@ -155,50 +159,61 @@ fn stacks() {
     };
     let server = Server::start(cfg, Some(echo::on_peer(true))).unwrap();
     const N: usize = 50;
-    stack_times("str0m client", N, || {
+    if run("str0m") {
+        str0m_times(&server, N);
+    }
+    if run("aiortc") {
+        aiortc_times(&server, N);
+    }
+    if run("libdatachannel") {
+        ldc_times(&server, N);
+    }
+    if run("chromium") {
+        chromium_times(N);
+    }
+}
+
+fn str0m_times(server: &Server, n: usize) {
+    stack_times("str0m client", n, || {
         let mut c = TestClient::new(ClientOptions {
             video: false,
             ..ClientOptions::default()
         });
         let offer = c.offer();
         let t0 = Instant::now();
-        c.accept_answer(&post_offer(&server, &offer)).unwrap();
+        c.accept_answer(&post_offer(server, &offer)).unwrap();
         c.wait_for(Duration::from_secs(15), |e| {
             matches!(e, ClientEvent::ChannelOpen(_))
         })
         .expect("str0m client: no data channel");
         t0.elapsed()
     });
+}
+
+fn aiortc_times(server: &Server, n: usize) {
     let mut client = AiortcPeer::spawn();
-    stack_times("aiortc", N, || {
+    stack_times("aiortc", n, || {
         let offer = client.offer(json!({"audio": true, "video": false}));
         let t0 = Instant::now();
-        client.answer(&post_offer(&server, &offer));
+        client.answer(&post_offer(server, &offer));
         client.wait_channel_open(Duration::from_secs(15));
         t0.elapsed()
     });
     client.close();
-    ldc_times(&server, N);
-    chromium_times(N);
 }
 
 /// libdatachannel: each connect a new peer connection (gathered fully before the POST, as
-/// Pipecat's C++ transport does), closed before the next. An attempt lost to
-/// libdatachannel's fingerprint race (see `ldc_peer::connect_retrying`) is retried and
-/// counted; the time is that of the attempt that connected.
+/// Pipecat's C++ transport does), closed before the next; one attempt each.
 fn ldc_times(server: &Server, n: usize) {
-    let mut races = 0;
-    let mut connect = || {
-        let mut c = ldc_peer::connect_retrying(server.local_addr(), Duration::from_secs(15))
-            .expect("libdatachannel connect");
+    let connect = || {
+        let mut c = ldc_peer::connect_new(server.local_addr(), Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("libdatachannel connect: {e}"));
         c.peer.close();
-        races += c.races;
         c.took
     };
     connect();
     let ms: Vec<f64> = (0..n).map(|_| connect().as_secs_f64() * 1e3).collect();
     report("libdatachannel", ms, Some((15.0, 100.0)));
-    println!("libdatachannel  attempts lost to its fingerprint race (retried): {races}");
 }
 
 /// Chromium with the official Pipecat client: runs this bench again inside a loopback-only
@@ -253,8 +268,7 @@ fn chromium_inner(n: usize) {
     let cfg = ServerConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         peer: echo::echo_peer_config(),
-        // Every client comes from 127.0.0.1, and a connect lost to libdatachannel's race
-        // leaves a peer connecting until its timeout: no per-source caps here.
+        // Every client comes from 127.0.0.1: no per-source caps here.
         limits: ServerLimits {
             max_peers_per_source: usize::MAX,
             max_connecting_peers_per_source: usize::MAX,
@@ -345,12 +359,12 @@ fn main() {
         chromium_inner(args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(50));
         return;
     }
-    if std::env::args().any(|a| a == "stacks") {
-        stacks();
+    if let Some(i) = args.iter().position(|a| a == "stacks") {
+        stacks(args.get(i + 1).map(String::as_str));
         return;
     }
     connect_times();
-    stacks();
+    stacks(None);
     idle_cpu(100, false);
     idle_cpu(100, true);
 }

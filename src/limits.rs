@@ -139,6 +139,30 @@ pub const EARLY_DATAGRAM_TTL: Duration = Duration::from_secs(2);
 /// datagrams are accepted before the pair is); the oldest is forgotten past this.
 pub const MAX_CHECKED_SOURCES: usize = 8;
 
+/// How long after a client address's first authenticated check its first DTLS flight is
+/// held before str0m sees it. libdatachannel starts DTLS from inside
+/// `rtcSetRemoteDescription` (its ICE agent, which answered our checks before it had our
+/// answer, connects as soon as it gets our credentials) but stores the answer, and with it
+/// our fingerprint, only afterwards: a ServerHello back within that window has its
+/// certificate checked against no answer and the handshake fails for good. Held, our
+/// certificate reaches the client after it has stored the answer; other clients lose at
+/// most this much of their connect time.
+pub const DTLS_FIRST_FLIGHT_HOLD: Duration = Duration::from_millis(5);
+
+/// How long the candidates of a client's first offer wait for its first authenticated
+/// check before our checks go to them anyway. Checks that reach a client before it has our
+/// answer teach its ICE agent our address early: libdatachannel then connects (and starts
+/// DTLS) before it has stored our answer, and pairs that address once more when it reads
+/// the answer's candidate, which holds its nomination back by its 50 ms pacing; and a
+/// client's TURN server drops them until the client has installed its permissions, after
+/// which str0m waits for its next retransmission. Once the client has checked us it has
+/// our answer, and our checks go at once. A bot behind a NAT, whose checks must go out
+/// before the client's can come in, loses at most this much.
+pub const REMOTE_CANDIDATE_WAIT: Duration = Duration::from_millis(50);
+
+/// Candidates held back that way (SDP and trickled); past this they go to str0m at once.
+pub const MAX_WITHHELD_CANDIDATES: usize = 64;
+
 /// Remote addresses bound to one peer on the shared UDP socket (a client's host and
 /// reflexive addresses, plus a NAT rebinding or two); past it the peer's least recently
 /// seen address is unbound.

@@ -1,6 +1,8 @@
 //! Early datagrams on a virtual clock: the client's first DTLS flight arrives while our
 //! check of its pair is still out (the race libdatachannel clients win ~40 % of the time on
-//! loopback), and strangers' datagrams stay within the bounds.
+//! loopback), a first flight right after the client's first check waits for the hold, our
+//! checks wait for the client's first (or the wait), and strangers' datagrams stay within the
+//! bounds.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -33,6 +35,12 @@ struct Net {
     client_open: Option<Instant>,
     /// The shared-UDP-port demultiplexer in front of the server (slot 0), when set.
     demux: Option<Demux>,
+    /// When the client's first binding request reached the server.
+    first_check_at: Option<Instant>,
+    /// When the server sent its first DTLS datagram.
+    first_dtls_out: Option<Instant>,
+    /// When the server sent its first binding request.
+    first_server_check: Option<Instant>,
 }
 
 impl Net {
@@ -67,6 +75,9 @@ impl Net {
             response_delay,
             client_open: None,
             demux: None,
+            first_check_at: None,
+            first_dtls_out: None,
+            first_server_check: None,
         }
     }
 
@@ -95,6 +106,9 @@ impl Net {
         let mut later = VecDeque::new();
         while let Some((at, data)) = self.to_server.pop_front() {
             if at <= self.now {
+                if data.len() >= 2 && data[..2] == [0x00, 0x01] {
+                    self.first_check_at.get_or_insert(self.now);
+                }
                 let (src, dst) = (self.client_addr, self.server_addr);
                 match self.demux.as_mut() {
                     Some(d) => {
@@ -111,6 +125,12 @@ impl Net {
         }
         self.to_server = later;
         while let Some(t) = self.server.poll_transmit() {
+            if (20..=63).contains(&t.contents[0]) {
+                self.first_dtls_out.get_or_insert(self.now);
+            }
+            if t.contents[..2] == [0x00, 0x01] {
+                self.first_server_check.get_or_insert(self.now);
+            }
             if let Some(d) = self.demux.as_mut() {
                 d.note_sent(0, t.destination, &t.contents, self.now);
             }
@@ -202,6 +222,88 @@ fn without_the_race_nothing_is_early() {
     net.open_within(Duration::from_secs(3));
     let stats = net.server.stats();
     assert_eq!(stats.early_dropped, 0, "{stats:?}");
+}
+
+#[test]
+fn a_first_dtls_flight_right_after_the_first_check_waits_for_the_hold() {
+    // On a virtual clock with no delays the client starts DTLS the moment its check is
+    // answered, as libdatachannel does while it is still storing our answer: our reply
+    // must leave no sooner than the hold after that check, and exactly then.
+    let mut net = Net::new(Duration::ZERO);
+    net.open_within(Duration::from_secs(3));
+    let s = net.server.stats().clone();
+    assert!(
+        s.first_flight_held >= 1,
+        "the first flight was not held: {s:?}"
+    );
+    assert_eq!(s.early_dropped, 0, "{s:?}");
+    let check = net.first_check_at.expect("no check reached the server");
+    let reply = net.first_dtls_out.expect("the server sent no DTLS");
+    let hold = limits::DTLS_FIRST_FLIGHT_HOLD;
+    assert!(
+        reply >= check + hold,
+        "our DTLS left {:?} after the client's first check (hold {hold:?})",
+        reply - check
+    );
+    assert!(
+        reply < check + hold + Duration::from_millis(1),
+        "our DTLS left {:?} after the client's first check: held past the hold",
+        reply - check
+    );
+}
+
+#[test]
+fn our_checks_wait_for_the_clients_first_check() {
+    // A check that reaches the client before it has our answer teaches it our address
+    // early (see `limits::REMOTE_CANDIDATE_WAIT`): none goes before the client's own.
+    let mut net = Net::new(Duration::ZERO);
+    net.open_within(Duration::from_secs(3));
+    let theirs = net.first_check_at.expect("no client check");
+    let ours = net.first_server_check.expect("we never checked the client");
+    assert!(
+        ours >= theirs,
+        "our first check left {:?} before the client's",
+        theirs - ours
+    );
+    assert!(
+        ours < theirs + Duration::from_millis(1),
+        "our first check waited {:?} after the client's",
+        ours - theirs
+    );
+}
+
+#[test]
+fn a_client_that_never_checks_still_gets_our_checks_after_the_wait() {
+    // A bot behind a NAT must send first: without a check from the client, ours go out once
+    // the wait is over (and not before).
+    let mut net = Net::new(Duration::ZERO);
+    let start = net.now;
+    let wait = limits::REMOTE_CANDIDATE_WAIT;
+    let mut first = None;
+    let mut now = start;
+    while first.is_none() && now < start + wait * 4 {
+        net.server.handle_timeout(now);
+        while let Some(t) = net.server.poll_transmit() {
+            if t.contents[..2] == [0x00, 0x01] && t.destination == net.client_addr {
+                first.get_or_insert(now);
+            }
+        }
+        now = net
+            .server
+            .poll_timeout()
+            .clamp(now + Duration::from_millis(1), now + wait);
+    }
+    let first = first.expect("no check to the client's candidate at all");
+    assert!(
+        first >= start + wait,
+        "a check went {:?} after the offer",
+        first - start
+    );
+    assert!(
+        first < start + wait + Duration::from_millis(2),
+        "checks began only after {:?}",
+        first - start
+    );
 }
 
 /// A DTLS-looking record (content type 22, DTLS 1.2) of `len` bytes.

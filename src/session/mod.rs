@@ -154,6 +154,10 @@ pub struct SessionStats {
     /// Early datagrams dropped: over the count or byte bound, or not accepted within
     /// `limits::EARLY_DATAGRAM_TTL` (also counted in `datagrams_dropped`).
     pub early_dropped: u64,
+    /// DTLS datagrams of the client's first flight held until
+    /// `limits::DTLS_FIRST_FLIGHT_HOLD` after its first check (then handed to str0m; one
+    /// over the early bounds is counted in `early_dropped`).
+    pub first_flight_held: u64,
 }
 
 /// One peer's protocol state. See the module docs.
@@ -181,6 +185,19 @@ pub struct Session {
     stats: SessionStats,
     net: NetStatsTracker,
     early: early::EarlyQueue,
+    /// The client's first DTLS flight while it is held (apart from `early`, so that
+    /// strangers filling that cannot crowd it out).
+    flight: early::EarlyQueue,
+    /// Whether str0m has been handed any DTLS (nothing more is held for the hold).
+    dtls_fed: bool,
+    /// When the held first DTLS flight is due for str0m.
+    first_flight_due: Option<Instant>,
+    /// Whether an offer was accepted (only the first one's candidates are withheld).
+    offered: bool,
+    /// The client's candidates, until its first check or `withheld_until`
+    /// (`limits::REMOTE_CANDIDATE_WAIT`).
+    withheld: Vec<String>,
+    withheld_until: Option<Instant>,
 }
 
 /// Paces our ICE consent checks so a vanished client is noticed within
@@ -217,13 +234,24 @@ impl Session {
             stats: SessionStats::default(),
             net: NetStatsTracker::default(),
             early: early::EarlyQueue::default(),
+            flight: early::EarlyQueue::default(),
+            dtls_fed: false,
+            first_flight_due: None,
+            offered: false,
+            withheld: Vec::new(),
+            withheld_until: None,
         }
     }
 
     /// Accepts an offer (first or renegotiation) and returns the answer SDP.
     pub fn accept_offer(&mut self, sdp_text: &str, now: Instant) -> Result<String> {
         self.ensure_open()?;
-        let (offer, lines) = sdp::parse_offer(sdp_text)?;
+        let (mut offer, lines) = sdp::parse_offer(sdp_text)?;
+        let withheld = if self.offered {
+            Vec::new()
+        } else {
+            self.offer_without_candidates(sdp_text, &mut offer)
+        };
         let has_audio = lines.iter().any(|l| l.kind == sdp::LineKind::Audio);
         if self.cfg.require_audio && !has_audio {
             return Err(Error::new(
@@ -267,6 +295,11 @@ impl Session {
                 .set_red_send(mid, self.cfg.audio_out_red);
         }
         self.life.offer_accepted(now);
+        self.offered = true;
+        if !withheld.is_empty() {
+            self.withheld = withheld;
+            self.withheld_until = Some(now + limits::REMOTE_CANDIDATE_WAIT);
+        }
         // A (re)negotiated track starts with a keyframe request.
         self.need_keyframe = [true; 3];
         self.last_pli = [None; 3];
@@ -311,6 +344,10 @@ impl Session {
                 )
             })?;
         self.net.note_candidate(parsed.clone(), false);
+        if self.withheld_until.is_some() && self.withheld.len() < limits::MAX_WITHHELD_CANDIDATES {
+            self.withheld.push(text.to_owned());
+            return Ok(());
+        }
         self.rtc.add_remote_candidate(parsed);
         // str0m paces checks; a timeout right away starts them now, not 50 ms later.
         self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
@@ -343,22 +380,33 @@ impl Session {
                 contents,
             },
         );
-        if !self.rtc.accepts(&input) {
+        let accepted = self.rtc.accepts(&input);
+        if !accepted && is_stun(data) {
             // STUN that str0m refuses failed its ufrag or integrity check: not ours.
-            if is_stun(data) {
-                self.stats.datagrams_dropped += 1;
-            } else if self.early.is_checked(source) {
-                self.stats.early_delivered += 1;
-                self.feed(now, input);
-            } else {
-                self.hold_early(now, source, destination, data);
-            }
+            self.stats.datagrams_dropped += 1;
             return;
         }
-        if is_stun_request(data) {
+        if accepted && is_stun_request(data) {
             // accepts() verified its integrity: this source is the client.
-            self.early.note_check(source);
+            self.early.note_check(source, now);
+            // It has our answer: our checks may go now.
+            self.release_candidates(now);
         }
+        if !accepted && !self.early.is_checked(source) {
+            self.hold_early(now, source, destination, data);
+            return;
+        }
+        if let Some(due) = self.first_flight_wait(now, source, data) {
+            if !accepted {
+                self.stats.early_delivered += 1;
+            }
+            self.hold_flight(now, due, source, destination, data);
+            return;
+        }
+        if !accepted {
+            self.stats.early_delivered += 1;
+        }
+        self.note_fed(data);
         self.feed(now, input);
     }
 
@@ -382,75 +430,6 @@ impl Session {
         }
         self.release_early(now);
         self.after_mutation(now);
-    }
-
-    /// Feeds one held datagram if its source is accepted now; whether it did.
-    fn try_release(&mut self, now: Instant, e: &early::Early) -> bool {
-        let Ok(contents) = DatagramRecv::try_from(&e.data[..]) else {
-            return true; // cannot happen (parsed when held); nothing to keep
-        };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source: e.source,
-                destination: e.destination,
-                contents,
-            },
-        );
-        if !self.rtc.accepts(&input) && !self.early.is_checked(e.source) {
-            return false;
-        }
-        self.stats.early_delivered += 1;
-        self.stats.datagrams_in += 1;
-        if let Err(err) = self.rtc.handle_input(input) {
-            self.stats.input_errors += 1;
-            debug!("early datagram from {} rejected: {err}", e.source);
-        }
-        true
-    }
-
-    fn hold_early(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        destination: SocketAddr,
-        data: &[u8],
-    ) {
-        self.drop_expired_early(now);
-        match self.early.push(now, source, destination, data) {
-            early::Held::Kept => self.stats.early_held += 1,
-            early::Held::Full => {
-                self.stats.early_dropped += 1;
-                self.stats.datagrams_dropped += 1;
-            }
-        }
-    }
-
-    fn drop_expired_early(&mut self, now: Instant) {
-        let n = self.early.expire(now);
-        self.stats.early_dropped += n;
-        self.stats.datagrams_dropped += n;
-    }
-
-    /// Feeds every held datagram whose source str0m now accepts (or that has sent an
-    /// authenticated check since), in arrival order; the rest wait.
-    fn release_early(&mut self, now: Instant) {
-        if self.early.is_empty() {
-            return;
-        }
-        self.drop_expired_early(now);
-        let mut released = false;
-        for e in self.early.take_all() {
-            if self.try_release(now, &e) {
-                released = true;
-            } else {
-                self.early.put_back(e);
-            }
-        }
-        if released {
-            self.drain(now);
-        }
     }
 
     /// Adds a server-reflexive candidate (`public` seen by a STUN server for our socket
@@ -478,6 +457,7 @@ impl Session {
         }
     }
 
+    /// Our local ICE ufrag: what a client's checks name in their USERNAME.
     /// Our local ICE ufrag: what a client's checks name in their USERNAME.
     pub fn local_ufrag(&mut self) -> String {
         self.rtc.direct_api().local_ice_credentials().ufrag
@@ -507,6 +487,9 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.life.is_closed() {
             return;
+        }
+        if self.withheld_until.is_some_and(|t| now >= t) {
+            self.release_candidates(now);
         }
         self.mutate(now, |rtc| rtc.handle_input(Input::Timeout(now)));
         self.release_early(now);
@@ -632,6 +615,8 @@ impl Session {
             self.renegotiate_due,
             // A closed session never expires them (nor is it polled for long).
             self.early.next_expiry().filter(|_| !self.life.is_closed()),
+            self.first_flight_due.filter(|_| !self.life.is_closed()),
+            self.withheld_until.filter(|_| !self.life.is_closed()),
         ]
         .into_iter()
         .flatten()

@@ -121,6 +121,25 @@ fn check_payload_types(text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Takes the `a=candidate` lines out of an offer: the offer without them, and the
+/// candidates (without `a=`, each once, in order; they are repeated per bundled section).
+pub fn split_candidates(sdp: &str) -> (String, Vec<String>) {
+    let mut text = String::with_capacity(sdp.len());
+    let mut candidates: Vec<String> = Vec::new();
+    for line in sdp.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        match bare.strip_prefix("a=") {
+            Some(c) if c.starts_with("candidate:") => {
+                if !candidates.iter().any(|k| k == c) {
+                    candidates.push(c.to_owned());
+                }
+            }
+            _ => text.push_str(line),
+        }
+    }
+    (text, candidates)
+}
+
 /// Repeats the ICE candidates of the first m-section that has any in every later m-section
 /// that has none. str0m writes them once, in the first section, which browsers read (all
 /// sections are bundled on one transport); aiortc reads those of the last section, so
@@ -274,6 +293,26 @@ a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:D
 a=setup:passive\r\n\
 m=audio 9 UDP/TLS/RTP/SAVP 111\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\na=mid:audio\r\na=sendrecv\r\na=rtcp-mux\r\n\
 m=application 50712 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:datachannel\r\na=sctp-port:5000\r\n";
+
+    #[test]
+    fn candidates_are_split_off_once_each() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+a=candidate:1 1 udp 2130706431 10.0.0.2 6000 typ host\r\na=mid:0\r\n\
+m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+a=candidate:1 1 udp 2130706431 10.0.0.2 6000 typ host\r\n\
+a=candidate:2 1 udp 1694498815 203.0.113.7 6000 typ srflx raddr 10.0.0.2 rport 6000\r\n\
+a=end-of-candidates\r\na=mid:1\r\n";
+        let (rest, candidates) = split_candidates(offer);
+        assert_eq!(
+            candidates,
+            [
+                "candidate:1 1 udp 2130706431 10.0.0.2 6000 typ host",
+                "candidate:2 1 udp 1694498815 203.0.113.7 6000 typ srflx raddr 10.0.0.2 rport 6000"
+            ]
+        );
+        assert!(!rest.contains("candidate:"), "{rest}");
+        assert!(rest.contains("a=mid:0\r\nm=application") && rest.ends_with("a=mid:1\r\n"));
+    }
 
     #[test]
     fn savp_offer_is_normalised_and_parsed() {

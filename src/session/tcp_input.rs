@@ -40,7 +40,9 @@ impl Session {
         );
         if self.rtc.accepts(&input) {
             if is_stun_request(data) {
-                self.early.note_check(source);
+                self.early.note_check(source, now);
+                // It has our answer: our checks may go now.
+                self.release_candidates(now);
             }
         } else if is_stun(data) || !self.early.is_checked(source) {
             self.stats.datagrams_dropped += 1;

@@ -45,9 +45,6 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// After closing the data channel, how long the peer connection stays up for the stream
 /// reset to go out before the connection itself is closed.
 const CLOSE_GRACE: Duration = Duration::from_millis(50);
-/// Attempts after the first lost to libdatachannel's fingerprint race (each loses with a
-/// few percent chance, so five in a row practically never).
-const MAX_RETRIES: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LdcEvent {
@@ -150,9 +147,20 @@ unsafe extern "C" fn on_dc_closed(_id: c_int, ptr: *mut c_void) {
     guarded(|| emit(ptr, LdcEvent::ChannelClosed));
 }
 
-/// DTLS handshakes libdatachannel failed because it checked our certificate before it had
-/// stored our answer (see [`connect_retrying`]).
-static FINGERPRINT_RACES: AtomicU64 = AtomicU64::new(0);
+/// When libdatachannel last rejected a certificate (to place it against
+/// `rtcSetRemoteDescription` in a connect's error).
+static LAST_VERIFY_FAILURE: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Process-wide time origin of the log's timestamps.
+fn epoch() -> Instant {
+    static E: OnceLock<Instant> = OnceLock::new();
+    *E.get_or_init(Instant::now)
+}
+
+/// Milliseconds since [`epoch`], for log lines from several threads.
+fn stamp(t: Instant) -> f64 {
+    t.saturating_duration_since(epoch()).as_secs_f64() * 1e3
+}
 
 unsafe extern "C" fn on_log(level: sys::rtcLogLevel, message: *const c_char) {
     if message.is_null() {
@@ -160,55 +168,30 @@ unsafe extern "C" fn on_log(level: sys::rtcLogLevel, message: *const c_char) {
     }
     let text = CStr::from_ptr(message).to_string_lossy();
     guarded(|| {
+        let now = Instant::now();
         // OpenSSL's verify failure: libdatachannel's fingerprint check returned false.
         if text.contains("certificate verify failed") {
-            FINGERPRINT_RACES.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut t) = LAST_VERIFY_FAILURE.lock() {
+                *t = Some(now);
+            }
         }
-        eprintln!("libdatachannel [{level}]: {text}")
+        eprintln!("libdatachannel {:.3} ms [{level}]: {text}", stamp(now))
     });
 }
 
-/// How many times so far (process-wide) libdatachannel rejected our certificate.
-pub fn fingerprint_races() -> u64 {
-    FINGERPRINT_RACES.load(Ordering::SeqCst)
-}
-
-/// A connected peer: the pc_id, POST → channel open of the connect that worked, and how many
-/// attempts before it failed on libdatachannel's fingerprint race.
+/// A connected peer: the pc_id and the time from the POST to the open channel.
 pub struct Connected {
     pub peer: LdcPeer,
     pub pc_id: String,
     pub took: Duration,
-    pub races: u32,
 }
 
-/// Connects a new peer to `server`, again (up to 5 attempts) only when an attempt failed on
-/// libdatachannel's own race: `rtcSetRemoteDescription` hands the answer to the ICE agent
-/// (which, holding our early checks, connects at once and starts DTLS on its thread) before
-/// it stores the answer for the fingerprint check, so a server that answers the ClientHello
-/// within a millisecond has its certificate checked against no description ("unknown CA").
-/// Any other failure is returned as it is.
-pub fn connect_retrying(server: SocketAddr, within: Duration) -> Result<Connected, String> {
-    let mut races = 0;
-    loop {
-        let before = fingerprint_races();
-        let mut peer = LdcPeer::new(LdcOptions::default())?;
-        match peer.connect(server, within) {
-            Ok((pc_id, took)) => {
-                return Ok(Connected {
-                    peer,
-                    pc_id,
-                    took,
-                    races,
-                })
-            }
-            Err(e) if fingerprint_races() > before && races < MAX_RETRIES => {
-                eprintln!("libdatachannel rejected our certificate before storing the answer ({e}); again");
-                races += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+/// A new peer connected to `server` in one attempt (no retry: a connect that fails is a
+/// failure of the test or bench).
+pub fn connect_new(server: SocketAddr, within: Duration) -> Result<Connected, String> {
+    let mut peer = LdcPeer::new(LdcOptions::default())?;
+    let (pc_id, took) = peer.connect(server, within)?;
+    Ok(Connected { peer, pc_id, took })
 }
 
 /// `size < 0` means a NUL-terminated text message (libdatachannel's convention).
@@ -335,6 +318,8 @@ pub struct LdcPeer {
     pinger_stop: Option<Sender<()>>,
     pinger: Option<JoinHandle<()>>,
     closed: bool,
+    /// When `rtcSetRemoteDescription` was called and when it returned.
+    set_remote: Option<(Instant, Instant)>,
 }
 
 impl LdcPeer {
@@ -352,6 +337,7 @@ impl LdcPeer {
             };
             unsafe { sys::rtcInitLogger(level, Some(on_log)) }
         });
+        epoch(); // the log's time origin: the first peer
         let key = NEXT.fetch_add(1, Ordering::Relaxed);
         let (tx, events) = bounded(EVENT_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
@@ -397,6 +383,7 @@ impl LdcPeer {
             pinger_stop: None,
             pinger: None,
             closed: false,
+            set_remote: None,
         };
         unsafe {
             peer.pc = check(
@@ -496,10 +483,39 @@ impl LdcPeer {
     pub fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
         let sdp = CString::new(sdp).map_err(|e| e.to_string())?;
         let ty = CString::new("answer").unwrap_or_default();
-        check("set remote description", unsafe {
-            sys::rtcSetRemoteDescription(self.pc, sdp.as_ptr(), ty.as_ptr())
-        })?;
+        let called = Instant::now();
+        let rc = unsafe { sys::rtcSetRemoteDescription(self.pc, sdp.as_ptr(), ty.as_ptr()) };
+        let returned = Instant::now();
+        self.set_remote = Some((called, returned));
+        if std::env::var_os("SWRTC_LDC_LOG").is_some() {
+            eprintln!(
+                "libdatachannel {:.3} ms: rtcSetRemoteDescription called, returned at {:.3} ms",
+                stamp(called),
+                stamp(returned)
+            );
+        }
+        check("set remote description", rc)?;
         Ok(())
+    }
+
+    /// Where a certificate rejection during this peer's connect fell against
+    /// `rtcSetRemoteDescription` (empty if there was none): a rejection before the call
+    /// returned is libdatachannel checking our certificate against an answer it has not
+    /// stored yet.
+    fn verify_failure_timing(&self) -> String {
+        let Some((called, returned)) = self.set_remote else {
+            return String::new();
+        };
+        let failed = LAST_VERIFY_FAILURE.lock().ok().and_then(|t| *t);
+        match failed {
+            Some(f) if f >= called => format!(
+                "; certificate rejected {:.3} ms after rtcSetRemoteDescription was called, \
+                 which returned after {:.3} ms",
+                (f - called).as_secs_f64() * 1e3,
+                (returned - called).as_secs_f64() * 1e3
+            ),
+            _ => String::new(),
+        }
     }
 
     /// Gathers, POSTs the offer to `server`'s `/api/offer`, applies the answer and waits for
@@ -524,10 +540,16 @@ impl LdcPeer {
             Some(LdcEvent::ChannelOpen) => {}
             Some(other) => {
                 return Err(format!(
-                    "the connection ended before the channel opened: {other:?}"
+                    "the connection ended before the channel opened: {other:?}{}",
+                    self.verify_failure_timing()
                 ))
             }
-            None => return Err("the data channel did not open".into()),
+            None => {
+                return Err(format!(
+                    "the data channel did not open{}",
+                    self.verify_failure_timing()
+                ))
+            }
         }
         Ok((pc_id, t0.elapsed()))
     }
