@@ -44,6 +44,12 @@ pub fn turn_url() -> String {
     format!("turn:{PUBLIC_IP}:{STUN_PORT}?transport=udp")
 }
 
+/// coturn as a TURN server reached over TCP (the allocation still relays UDP).
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn turn_tcp_url() -> String {
+    format!("turn:{PUBLIC_IP}:{STUN_PORT}?transport=tcp")
+}
+
 /// The five namespaces and coturn (see the module docs).
 pub struct NatNet {
     pub server: String,
@@ -251,6 +257,36 @@ impl NatNet {
         ]
         .join("\n");
         let path = self.dir_file("block.nft").expect("scratch dir");
+        std::fs::write(&path, rules).expect("write the rules");
+        exec_in(
+            &self.public,
+            "nft",
+            &["-f", path.to_str().unwrap_or_default()],
+        )
+        .expect("the firewall rule loads");
+    }
+}
+
+impl NatNet {
+    /// For a bot in the public namespace on `PUBLIC_IP2`: drops everything between the
+    /// client NAT's public address and that bot (both ways), so a client behind the NAT
+    /// reaches the bot only through a relay on coturn (`PUBLIC_IP`, still reachable).
+    #[allow(dead_code)] // not every test binary uses every helper
+    pub fn block_client_to_public_bot(&self) {
+        let rules = [
+            "table ip bot_guard {",
+            "  chain inp {",
+            "    type filter hook input priority filter; policy accept;",
+            "    ip saddr 198.51.100.2 ip daddr 198.51.100.1 drop",
+            "  }",
+            "  chain out {",
+            "    type filter hook output priority filter; policy accept;",
+            "    ip saddr 198.51.100.1 ip daddr 198.51.100.2 drop",
+            "  }",
+            "}",
+        ]
+        .join("\n");
+        let path = self.dir_file("bot_guard.nft").expect("scratch dir");
         std::fs::write(&path, rules).expect("write the rules");
         exec_in(
             &self.public,
