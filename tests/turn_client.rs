@@ -4,7 +4,8 @@
 //! candidates (no STUN or TURN of its own), and everything between the client's NAT and
 //! the bot dropped by a firewall: the session can only run through the client's relay.
 //! Each test checks audio echo, app messages both ways, that the bot's selected pair
-//! leads to coturn's relay address, and that the bot sees the client leave.
+//! leads to coturn's relay address, that the bot sees the client leave and that the
+//! client's allocation is deleted; a negative control shows the firewall holds.
 //!
 //! `connect_times_host_vs_client_relay` (ignored: run it by name) measures POST → data
 //! channel open over many connects for the host path and both relay transports.
@@ -126,7 +127,7 @@ fn assert_session(client: &mut AiortcPeer, server: &Server, pc_id: &str) {
 /// The whole session through the client's relay reached over `turn_url`.
 fn session_through_the_clients_relay(turn_url: String, label: &str) {
     let net = NatNet::new();
-    net.block_client_to_public_bot();
+    net.block_client_except_turn();
     let server = echo_server(&net.public, natnet::PUBLIC_IP2);
     let mut client = AiortcPeer::spawn_in_netns(&net.client);
     let offer = client.offer(offer_opts(natnet::CLIENT_IP, Some(turn_url)));
@@ -156,6 +157,42 @@ fn session_through_the_clients_relay(turn_url: String, label: &str) {
         "{pair:?}"
     );
     assert_session(&mut client, &server, pc_id);
+    // The client deleted its allocation on leaving (a refresh with lifetime 0).
+    let end = Instant::now() + T;
+    while !net.coturn_log().contains("delete:") {
+        assert!(
+            Instant::now() < end,
+            "the client's allocation was not deleted:\n{}",
+            net.coturn_log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The negative control: with the same firewall, the client without a relay does not
+/// reach the bot (so the tests above can only pass through the relay).
+#[test]
+fn with_the_firewall_a_client_without_a_relay_does_not_reach_the_bot() {
+    let net = NatNet::new();
+    net.block_client_except_turn();
+    let server = echo_server(&net.public, natnet::PUBLIC_IP2);
+    let mut client = AiortcPeer::spawn_in_netns(&net.client);
+    let offer = client.offer(offer_opts(natnet::CLIENT_IP, None));
+    let a = post(&net.public, &server, &offer);
+    client.answer(a["sdp"].as_str().expect("an answer SDP"));
+    // Bounded: unblocked, this path connects in well under a second (the measurement).
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        let open = client.try_event(|e| e["event"] == "channel_open");
+        assert!(
+            open.is_none(),
+            "connected around the firewall: {}",
+            a["sdp"]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let peer = server.registry().peer(a["pc_id"].as_str().expect("pc_id"));
+    assert!(peer.is_none_or(|p| p.state() != PeerState::Connected));
 }
 
 #[test]
@@ -213,7 +250,7 @@ fn connect_times_host_vs_client_relay() {
     };
     let host = run(&net.public, natnet::PUBLIC_IP, None);
     let nat = run(&net.client, natnet::CLIENT_IP, None);
-    net.block_client_to_public_bot();
+    net.block_client_except_turn();
     let udp = run(&net.client, natnet::CLIENT_IP, Some(natnet::turn_url()));
     let tcp = run(&net.client, natnet::CLIENT_IP, Some(natnet::turn_tcp_url()));
     let h = summary("host (same network)", host);

@@ -268,22 +268,26 @@ impl NatNet {
 }
 
 impl NatNet {
-    /// For a bot in the public namespace on `PUBLIC_IP2`: drops everything between the
-    /// client NAT's public address and that bot (both ways), so a client behind the NAT
-    /// reaches the bot only through a relay on coturn (`PUBLIC_IP`, still reachable).
+    /// For a bot in the public namespace (which listens on both its addresses): drops
+    /// every UDP and TCP datagram between the client NAT's public address and the public
+    /// namespace except those to and from coturn's port, so a client behind the NAT
+    /// reaches the bot only through a relay on coturn.
     #[allow(dead_code)] // not every test binary uses every helper
-    pub fn block_client_to_public_bot(&self) {
+    pub fn block_client_except_turn(&self) {
+        let p = STUN_PORT;
         let rules = [
-            "table ip bot_guard {",
-            "  chain inp {",
-            "    type filter hook input priority filter; policy accept;",
-            "    ip saddr 198.51.100.2 ip daddr 198.51.100.1 drop",
-            "  }",
-            "  chain out {",
-            "    type filter hook output priority filter; policy accept;",
-            "    ip saddr 198.51.100.1 ip daddr 198.51.100.2 drop",
-            "  }",
-            "}",
+            "table ip bot_guard {".to_owned(),
+            "  chain inp {".to_owned(),
+            "    type filter hook input priority filter; policy accept;".to_owned(),
+            format!("    ip saddr {CLIENT_NAT_IP} udp dport != {p} drop"),
+            format!("    ip saddr {CLIENT_NAT_IP} tcp dport != {p} drop"),
+            "  }".to_owned(),
+            "  chain out {".to_owned(),
+            "    type filter hook output priority filter; policy accept;".to_owned(),
+            format!("    ip daddr {CLIENT_NAT_IP} udp sport != {p} drop"),
+            format!("    ip daddr {CLIENT_NAT_IP} tcp sport != {p} drop"),
+            "  }".to_owned(),
+            "}".to_owned(),
         ]
         .join("\n");
         let path = self.dir_file("bot_guard.nft").expect("scratch dir");
