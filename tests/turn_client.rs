@@ -73,6 +73,10 @@ fn candidate_types(sdp: &str) -> Vec<String> {
 /// One connect: offer, POST, answer; returns the answer and POST → data channel open.
 fn connect(client: &mut AiortcPeer, ns: &str, server: &Server, opts: Value) -> (Value, Duration) {
     let offer = client.offer(opts);
+    assert!(
+        !candidate_types(&offer).is_empty(),
+        "the client gathered no candidate (coturn out of relay ports?)"
+    );
     let posted = Instant::now();
     let a = post(ns, server, &offer);
     client.answer(a["sdp"].as_str().expect("an answer SDP"));

@@ -204,7 +204,7 @@ impl NatNet {
         let conf = self.dir_file("turnserver.conf")?;
         let conf_text = format!(
             "listening-ip={PUBLIC_IP}\nrelay-ip={PUBLIC_IP}\nlistening-port={STUN_PORT}\n\
-             min-port=49152\nmax-port=49200\nlt-cred-mech\nuser={TURN_USER}:{TURN_PASSWORD}\n\
+             min-port=49152\nmax-port=65535\nlt-cred-mech\nuser={TURN_USER}:{TURN_PASSWORD}\n\
              realm=swrtc.test\nno-tls\nno-dtls\nno-cli\nno-software-attribute\nsimple-log\n\
              log-file=stdout\nverbose\npidfile={dir}/turnserver.pid\nuserdb={dir}/turndb\n",
             dir = self.dir.display()
