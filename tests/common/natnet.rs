@@ -44,6 +44,12 @@ pub fn turn_url() -> String {
     format!("turn:{PUBLIC_IP}:{STUN_PORT}?transport=udp")
 }
 
+/// coturn as a TURN server reached over TCP (the allocation still relays UDP).
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn turn_tcp_url() -> String {
+    format!("turn:{PUBLIC_IP}:{STUN_PORT}?transport=tcp")
+}
+
 /// The five namespaces and coturn (see the module docs).
 pub struct NatNet {
     pub server: String,
@@ -198,7 +204,7 @@ impl NatNet {
         let conf = self.dir_file("turnserver.conf")?;
         let conf_text = format!(
             "listening-ip={PUBLIC_IP}\nrelay-ip={PUBLIC_IP}\nlistening-port={STUN_PORT}\n\
-             min-port=49152\nmax-port=49200\nlt-cred-mech\nuser={TURN_USER}:{TURN_PASSWORD}\n\
+             min-port=49152\nmax-port=65535\nlt-cred-mech\nuser={TURN_USER}:{TURN_PASSWORD}\n\
              realm=swrtc.test\nno-tls\nno-dtls\nno-cli\nno-software-attribute\nsimple-log\n\
              log-file=stdout\nverbose\npidfile={dir}/turnserver.pid\nuserdb={dir}/turndb\n",
             dir = self.dir.display()
@@ -251,6 +257,40 @@ impl NatNet {
         ]
         .join("\n");
         let path = self.dir_file("block.nft").expect("scratch dir");
+        std::fs::write(&path, rules).expect("write the rules");
+        exec_in(
+            &self.public,
+            "nft",
+            &["-f", path.to_str().unwrap_or_default()],
+        )
+        .expect("the firewall rule loads");
+    }
+}
+
+impl NatNet {
+    /// For a bot in the public namespace (which listens on both its addresses): drops
+    /// every UDP and TCP datagram between the client NAT's public address and the public
+    /// namespace except those to and from coturn's port, so a client behind the NAT
+    /// reaches the bot only through a relay on coturn.
+    #[allow(dead_code)] // not every test binary uses every helper
+    pub fn block_client_except_turn(&self) {
+        let p = STUN_PORT;
+        let rules = [
+            "table ip bot_guard {".to_owned(),
+            "  chain inp {".to_owned(),
+            "    type filter hook input priority filter; policy accept;".to_owned(),
+            format!("    ip saddr {CLIENT_NAT_IP} udp dport != {p} drop"),
+            format!("    ip saddr {CLIENT_NAT_IP} tcp dport != {p} drop"),
+            "  }".to_owned(),
+            "  chain out {".to_owned(),
+            "    type filter hook output priority filter; policy accept;".to_owned(),
+            format!("    ip daddr {CLIENT_NAT_IP} udp sport != {p} drop"),
+            format!("    ip daddr {CLIENT_NAT_IP} tcp sport != {p} drop"),
+            "  }".to_owned(),
+            "}".to_owned(),
+        ]
+        .join("\n");
+        let path = self.dir_file("bot_guard.nft").expect("scratch dir");
         std::fs::write(&path, rules).expect("write the rules");
         exec_in(
             &self.public,

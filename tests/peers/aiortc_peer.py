@@ -27,7 +27,10 @@ Commands (unknown fields are ignored):
       datachannel false leaves out the data channel (WHIP/WHEP offers have none); channel_id N opens the
       data channel on SCTP stream N (in-band, as libpeer opens stream 0).
       ice_servers ["stun:IP:PORT", ...] gives the peer connection those STUN
-      servers (default none), so its offer carries srflx candidates.
+      servers (default none), so its offer carries srflx candidates; an entry
+      may also be {"urls": "turn:IP:PORT?transport=udp|tcp", "username": U,
+      "credential": P} (a TURN server: relay candidates).
+      ice_transport_policy "relay" gathers and uses relay candidates only.
       Video options: video_pattern "bars" (default: static colour bars),
       "noise" (grey with a centred block of seeded noise a quarter of each
       side, new each frame: fills any bitrate) or
@@ -121,6 +124,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -159,6 +163,14 @@ aioice.ice.get_host_addresses = _host_addresses
 
 
 # --- output ------------------------------------------------------------------
+def _ice_server(entry) -> RTCIceServer:
+    """An ice_servers entry: a URL string, or {"urls", "username", "credential"}."""
+    if isinstance(entry, str):
+        return RTCIceServer(urls=entry)
+    return RTCIceServer(urls=entry["urls"], username=entry.get("username"),
+                        credential=entry.get("credential"))
+
+
 def emit(event: str, **fields) -> None:
     obj = {"event": event}
     obj.update(fields)
@@ -547,12 +559,13 @@ class Peer:
         self.gen += 1
         gen = self.gen
         policy = cmd.get("bundle_policy") or ("max-bundle" if cmd.get("screen") else None)
-        ice = [RTCIceServer(urls=u) for u in cmd.get("ice_servers") or []]
-        if policy is None:
-            pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
-        else:
-            pc = RTCPeerConnection(RTCConfiguration(
-                iceServers=ice, bundlePolicy=RTCBundlePolicy(policy)))
+        ice = [_ice_server(u) for u in cmd.get("ice_servers") or []]
+        config = RTCConfiguration(iceServers=ice)
+        if policy is not None:
+            config.bundlePolicy = RTCBundlePolicy(policy)
+        if cmd.get("ice_transport_policy"):
+            config.iceTransportPolicy = RTCIceTransportPolicy(cmd["ice_transport_policy"])
+        pc = RTCPeerConnection(config)
         self.pc = pc
 
         @pc.on("iceconnectionstatechange")
