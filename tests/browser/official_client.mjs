@@ -6,7 +6,10 @@
 //
 //   node official_client.mjs URL [--timeout S] [--no-cam] [--expect-video]
 //        [--audio-codec C] [--video-codec C] [--bursts N] [--verbose]
+//        [--ice-servers JSON]
 //
+// --ice-servers takes an RTCIceServer[] (JSON) for the transport's
+// `iceServers` option, e.g. a TURN server with username and credential.
 // URL is the server's base URL (http://127.0.0.1:PORT) or its offer endpoint
 // (…/api/offer). The page is served from another origin (a static server on
 // 127.0.0.1), so the server's CORS headers are exercised too. Checks, each
@@ -66,7 +69,10 @@ run.run(async () => {
   try {
     conn = await within(20000, "connect() to resolve (bot-ready)", () => page.evaluate(
       (cfg) => window.swrtcOfficial.connect(cfg),
-      { offerUrl, enableCam: !args["no-cam"], audioCodec: args["audio-codec"], videoCodec: args["video-codec"] },
+      {
+        offerUrl, enableCam: !args["no-cam"], audioCodec: args["audio-codec"], videoCodec: args["video-codec"],
+        iceServers: args["ice-servers"] ? JSON.parse(args["ice-servers"]) : undefined,
+      },
     ));
   } catch (e) {
     result.debug = await page.evaluate(() => ({

@@ -301,6 +301,26 @@ impl NatNet {
     }
 }
 
+impl NatNet {
+    /// After `block_client_except_turn`: lets the client NAT reach TCP `port` in the public
+    /// namespace too (a browser's signalling POST), inserted ahead of the drops.
+    #[allow(dead_code)] // not every test binary uses every helper
+    pub fn allow_client_tcp_port(&self, port: u16) {
+        let rules = format!(
+            "insert rule ip bot_guard inp ip saddr {CLIENT_NAT_IP} tcp dport {port} accept\n\
+             insert rule ip bot_guard out ip daddr {CLIENT_NAT_IP} tcp sport {port} accept\n"
+        );
+        let path = self.dir_file("allow_tcp.nft").expect("scratch dir");
+        std::fs::write(&path, rules).expect("write the rules");
+        exec_in(
+            &self.public,
+            "nft",
+            &["-f", path.to_str().unwrap_or_default()],
+        )
+        .expect("the allow rule loads");
+    }
+}
+
 /// Whether a STUN server at `server` answers a binding request within `within` (sent from
 /// the calling thread's namespace, every 100 ms).
 pub fn stun_answers(server: SocketAddr, within: Duration) -> bool {

@@ -239,6 +239,8 @@
     const out = {
       rttMs: pair?.currentRoundTripTime != null ? pair.currentRoundTripTime * 1000 : null,
       localCandidate: pair ? byId.get(pair.localCandidateId)?.address ?? null : null,
+      localCandidateType: pair ? byId.get(pair.localCandidateId)?.candidateType ?? null : null,
+      localRelayProtocol: pair ? byId.get(pair.localCandidateId)?.relayProtocol ?? null : null,
       remoteCandidate: pair ? byId.get(pair.remoteCandidateId)?.address ?? null : null,
       remoteCandidateType: pair ? byId.get(pair.remoteCandidateId)?.candidateType ?? null : null,
       remoteCandidateProtocol: pair ? byId.get(pair.remoteCandidateId)?.protocol ?? null : null,

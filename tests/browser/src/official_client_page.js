@@ -156,11 +156,13 @@ window.swrtcOfficial = {
   // Connects to `offerUrl` (the server's /api/offer). Resolves with timings
   // and the bot-ready data once connect() resolves (which needs the server to
   // answer RTVI client-ready with bot-ready); rejects with the client's error.
-  async connect({ offerUrl, enableCam = true, enableMic = true, audioCodec, videoCodec, logLevel } = {}) {
+  // `iceServers` (RTCIceServer[]) goes to the transport as a user would give it.
+  async connect({ offerUrl, enableCam = true, enableMic = true, audioCodec, videoCodec, logLevel, iceServers } = {}) {
     const transport = new SmallWebRTCTransport({
       mediaManager: new FakeDeviceMediaManager(),
       audioCodec: audioCodec ?? null,
       videoCodec: videoCodec ?? null,
+      ...(iceServers ? { iceServers } : {}),
     });
     const client = new PipecatClient({
       transport,
