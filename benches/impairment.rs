@@ -14,14 +14,16 @@
 //! * intact tone: of the 10 frames of each burst, those that come back as the tone
 //!   (RMS within ±3 dB of the sent tone, frequency within 2.5 %), relative to the lossless
 //!   run without RED (the targets: ≥ 95 % at 10 % loss, ≥ 99 % with RED);
-//! * the server's view: packets declared lost, recovered in time (reordered or RED), and
-//!   the reorder wait the receiver settled on.
+//! * the server's view: packets declared lost, recovered in time (reordered or RED), the
+//!   reorder wait the receiver settled on, and the echo's output queue (median, sampled as
+//!   each echoed packet arrives): what stands between the receiver and the wire.
 //!
 //! Every figure is the median of SWRTC_BENCH_RUNS runs (default 3) of SWRTC_IMPAIR_SECS
 //! seconds each (default 60; shorter for a quick look).
 //!
 //!     sudo cargo bench --bench impairment
 //!     SWRTC_IMPAIR_SECS=15 SWRTC_BENCH_RUNS=1 cargo bench --bench impairment
+//!     SWRTC_IMPAIR_ONLY="lossless,10 %" cargo bench --bench impairment
 
 // The test peers and the relay live with the tests; the bench reuses them.
 #[path = "../tests/common/mod.rs"]
@@ -114,6 +116,8 @@ struct RunResult {
     packets: u64,
     wait_ms: u64,
     jitter_ms: f64,
+    /// The echo's output queue (audio waiting to be sent back), sampled per echoed packet.
+    out_queue_ms: Vec<f64>,
 }
 
 /// One run: a fresh namespace trio, relay, echo peer and client.
@@ -188,6 +192,7 @@ fn run(sc: Scenario, red: bool, secs: u64, seed: u64) -> RunResult {
     let mut echoed: Vec<i16> = Vec::new();
     let mut onsets: Vec<(Instant, usize)> = Vec::new();
     let mut quiet_run = 0usize;
+    let mut out_queue_ms = Vec::new();
     let until = Instant::now() + Duration::from_secs(secs) + Duration::from_secs(1);
     loop {
         let left = until.saturating_duration_since(Instant::now());
@@ -200,6 +205,7 @@ fn run(sc: Scenario, red: bool, secs: u64, seed: u64) -> RunResult {
             continue;
         };
         let t = Instant::now();
+        out_queue_ms.push(peer.audio_stats().out_queued_ms as f64);
         let Ok(n) = dec.decode(&payload, &mut pcm) else {
             continue;
         };
@@ -261,6 +267,7 @@ fn run(sc: Scenario, red: bool, secs: u64, seed: u64) -> RunResult {
         wait_ms: st.in_reorder_wait_ms,
         jitter_ms: st.in_jitter_us as f64 / 1000.0,
         latencies,
+        out_queue_ms,
     }
 }
 
@@ -269,7 +276,7 @@ fn main() {
     let runs = env_num("SWRTC_BENCH_RUNS", 3);
     println!("Echo under uplink impairment: {runs} run(s) of {secs} s per row, medians over runs");
     println!(
-        "{:<28} {:>4} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>9} {:>6} {:>7}",
+        "{:<28} {:>4} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>9} {:>6} {:>7} {:>6}",
         "uplink",
         "RED",
         "med ms",
@@ -280,10 +287,14 @@ fn main() {
         "lost",
         "recovered",
         "wait",
-        "jitter"
+        "jitter",
+        "outq"
     );
+    // SWRTC_IMPAIR_ONLY="lossless,10 %" keeps the rows whose name contains one of the parts.
+    let only = std::env::var("SWRTC_IMPAIR_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|p| name.contains(p.trim()));
     let mut lossless_intact = f64::NAN;
-    for sc in scenarios() {
+    for sc in scenarios().into_iter().filter(|sc| wanted(sc.name)) {
         for red in [false, true] {
             let results: Vec<RunResult> = (0..runs)
                 .map(|r| run(sc, red, secs, 0x5eed_0000_0000_0100 + r))
@@ -299,7 +310,7 @@ fn main() {
             let lost = m(&|r| r.lost as f64 / r.packets.max(1) as f64 * 100.0);
             let recovered = m(&|r| r.recovered as f64 / r.packets.max(1) as f64 * 100.0);
             println!(
-                "{:<28} {:>4} {:>8.1} {:>8.1} {:>7.1} {:>6.1}% {:>6.1}% {:>5.1}% {:>8.1}% {:>4.0}ms {:>5.1}ms",
+                "{:<28} {:>4} {:>8.1} {:>8.1} {:>7.1} {:>6.1}% {:>6.1}% {:>5.1}% {:>8.1}% {:>4.0}ms {:>5.1}ms {:>4.0}ms",
                 sc.name,
                 if red { "on" } else { "off" },
                 med,
@@ -311,6 +322,7 @@ fn main() {
                 recovered,
                 m(&|r| r.wait_ms as f64),
                 m(&|r| r.jitter_ms),
+                m(&|r| median(&r.out_queue_ms)),
             );
         }
     }
