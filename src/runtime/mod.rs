@@ -28,6 +28,7 @@ mod io_loop;
 mod shared;
 mod sink;
 pub(crate) mod tcp;
+mod udp_batch;
 pub(crate) mod video;
 mod workers;
 

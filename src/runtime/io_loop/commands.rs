@@ -100,6 +100,8 @@ impl IoLoop {
                     let _ = reply.send(n);
                 }
                 Command::Barrier { reply } => {
+                    // Everything queued before the barrier is sent before it returns.
+                    self.batch.send_all(&self.shared);
                     let _ = reply.send(());
                 }
             }
