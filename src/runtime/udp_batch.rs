@@ -1,7 +1,10 @@
-//! Batched syscalls on the runtime's shared UDP sockets (quinn-udp): one `recvmmsg`
+//! Batched syscalls on the runtime's shared UDP sockets: one `recvmmsg` (quinn-udp)
 //! reads up to `MAX_SLOTS` datagrams into a preallocated arena, and the datagrams every
-//! peer flushes in a loop turn are queued and sent together, consecutive ones of equal
-//! size to the same address as one UDP GSO `sendmsg` where the kernel has it.
+//! peer flushes in a loop turn are queued and sent together: consecutive ones of equal
+//! size to the same address as one UDP GSO `sendmsg` (quinn-udp) where the kernel has it,
+//! the rest (nearly all: peers send few datagrams each, of differing sizes) in one
+//! `sendmmsg` per 64 on Linux (nix; quinn-udp has no sendmmsg), one `sendmsg` each
+//! elsewhere.
 //!
 //! Per-peer sockets do not come here: one peer's socket rarely holds more than one
 //! datagram per wakeup, so batching would buy nothing there.
@@ -63,6 +66,12 @@ pub(crate) struct UdpBatch {
     metas: [RecvMeta; MAX_SLOTS],
     out: Vec<Out>,
     out_bytes: Vec<u8>,
+    /// Indexes into `out` of single datagrams waiting for one `sendmmsg`, all on the
+    /// socket of the first.
+    #[cfg(target_os = "linux")]
+    singles: Vec<usize>,
+    #[cfg(target_os = "linux")]
+    mmsg: mmsg::Mmsg,
     counters: Arc<DemuxCounters>,
 }
 
@@ -100,6 +109,10 @@ impl UdpBatch {
             metas: [RecvMeta::default(); MAX_SLOTS],
             out: Vec::new(),
             out_bytes: Vec::new(),
+            #[cfg(target_os = "linux")]
+            singles: Vec::new(),
+            #[cfg(target_os = "linux")]
+            mmsg: mmsg::Mmsg::default(),
             counters,
         })
     }
@@ -187,6 +200,23 @@ impl UdpBatch {
             {
                 j += 1;
             }
+            #[cfg(target_os = "linux")]
+            {
+                if j - i == 1 {
+                    if self
+                        .singles
+                        .first()
+                        .is_some_and(|&s| self.out[s].sock != first.sock)
+                    {
+                        self.send_singles(socks);
+                    }
+                    self.singles.push(i);
+                    i = j;
+                    continue;
+                }
+                // Keep the order: what was queued before this run leaves before it.
+                self.send_singles(socks);
+            }
             if !self.send_run(socks, i, j) && j - i > 1 {
                 // quinn-udp turns GSO off after the kernel refuses it; send them singly.
                 for k in i..j {
@@ -195,8 +225,35 @@ impl UdpBatch {
             }
             i = j;
         }
+        #[cfg(target_os = "linux")]
+        self.send_singles(socks);
         self.out.clear();
         self.out_bytes.clear();
+    }
+
+    /// Sends the pending single datagrams in as few `sendmmsg` calls as it takes.
+    #[cfg(target_os = "linux")]
+    fn send_singles(&mut self, socks: &[(UdpSocket, SocketAddr)]) {
+        let Some(&first) = self.singles.first() else {
+            return;
+        };
+        let c = &self.counters.batch;
+        match socks.get(self.out[first].sock) {
+            Some((sock, _)) => {
+                use std::os::fd::AsRawFd;
+                let r = self
+                    .mmsg
+                    .send(sock.as_raw_fd(), &self.out_bytes, &self.out, &self.singles);
+                c.send_calls.fetch_add(r.calls, Ordering::Relaxed);
+                c.datagrams_out.fetch_add(r.sent, Ordering::Relaxed);
+                c.send_dropped.fetch_add(r.dropped, Ordering::Relaxed);
+            }
+            None => {
+                c.send_dropped
+                    .fetch_add(self.singles.len() as u64, Ordering::Relaxed);
+            }
+        }
+        self.singles.clear();
     }
 
     /// Sends `out[i..j]` (a GSO run when longer than one); false if it failed.
@@ -246,3 +303,92 @@ impl UdpBatch {
         }
     }
 }
+
+/// `sendmmsg` through nix's safe wrapper.
+#[cfg(target_os = "linux")]
+mod mmsg {
+    use std::io::IoSlice;
+    use std::os::fd::RawFd;
+
+    use nix::errno::Errno;
+    use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+    use tracing::debug;
+
+    use super::Out;
+
+    /// Datagrams per call (the kernel takes up to 1024).
+    const MAX: usize = 64;
+
+    /// The destinations of one call, kept between calls. (nix's headers hold raw
+    /// pointers, so they are not `Send` and cannot live in the I/O thread's state, which
+    /// is built before the thread starts: they are allocated per call, a few KiB.)
+    #[derive(Default)]
+    pub(super) struct Mmsg {
+        addrs: Vec<Option<SockaddrStorage>>,
+    }
+
+    #[derive(Default)]
+    pub(super) struct Sent {
+        pub calls: u64,
+        pub sent: u64,
+        pub dropped: u64,
+    }
+
+    impl Mmsg {
+        /// Sends `out[i]` for each `i` of `which`, in order, on `fd`. A full socket buffer
+        /// drops the rest; another error drops the datagram it names and goes on.
+        pub fn send(&mut self, fd: RawFd, bytes: &[u8], out: &[Out], which: &[usize]) -> Sent {
+            let mut r = Sent::default();
+            let mut k = 0;
+            while k < which.len() {
+                let chunk = &which[k..(k + MAX).min(which.len())];
+                self.addrs.clear();
+                self.addrs.extend(
+                    chunk
+                        .iter()
+                        .map(|&o| Some(SockaddrStorage::from(out[o].dest))),
+                );
+                // One small vector per call (not per datagram): the slices borrow `bytes`.
+                let slices: Vec<[IoSlice<'_>; 1]> = chunk
+                    .iter()
+                    .map(|&o| [IoSlice::new(&bytes[out[o].start..out[o].end])])
+                    .collect();
+                let no_cmsgs: [ControlMessage<'_>; 0] = [];
+                let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
+                r.calls += 1;
+                let res = sendmmsg(
+                    fd,
+                    &mut headers,
+                    &slices,
+                    &self.addrs,
+                    no_cmsgs,
+                    MsgFlags::empty(),
+                )
+                .map(Iterator::count);
+                match res {
+                    Ok(n) => {
+                        r.sent += n as u64;
+                        k += n.max(1);
+                        r.dropped += u64::from(n == 0);
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) => {
+                        r.dropped += (which.len() - k) as u64;
+                        debug!("shared socket full: {} datagrams dropped", which.len() - k);
+                        break;
+                    }
+                    Err(e) => {
+                        debug!("sendmmsg to {} failed: {e}", out[chunk[0]].dest);
+                        r.dropped += 1;
+                        k += 1;
+                    }
+                }
+            }
+            r
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "udp_batch_tests.rs"]
+mod tests;
