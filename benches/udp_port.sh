@@ -6,7 +6,9 @@
 # server's CPU per session-second and the echo latency of each run, the medians, and the
 # ratio (shared / per-peer). With STRACE=1 it also counts the server's syscalls for
 # STRACE_SECS in each mode (strace -c -f; strace slows the server, so those runs are not
-# timed) and prints network syscalls per datagram.
+# timed) and prints network syscalls per datagram. The shared port's reads and sends are
+# batched (recvmmsg, UDP GSO); the echo example prints its counters at exit, from which
+# each shared run also prints datagrams per receive and per send call (no strace there).
 #
 #   bash benches/udp_port.sh
 #
@@ -88,6 +90,23 @@ print(steps[-1][sys.argv[2]] if steps else "nan")
 EOF
 }
 
+# batching LOG: the shared port's syscall counters, from the echo example's exit line.
+batching() {
+    python3 - "$1" <<'EOF'
+import json, sys
+line = [l for l in open(sys.argv[1]) if l.startswith("shared UDP stats: ")]
+if not line:
+    sys.exit(0)
+s = json.loads(line[-1].split(": ", 1)[1])
+rx, tx = s["udp_datagrams_in"], s["udp_datagrams_out"]
+calls = s["udp_recv_calls"] + s["udp_send_calls"]
+print(f"          shared port: {rx} datagrams in / {s['udp_recv_calls']} receive calls "
+      f"({rx / max(s['udp_recv_calls'], 1):.2f} per call), {tx} out / {s['udp_send_calls']} "
+      f"send calls, {s['udp_send_dropped']} send drops; network syscalls per datagram "
+      f"{calls / max(rx + tx, 1):.2f}")
+EOF
+}
+
 for run in $(seq 1 "$RUNS"); do
     for mode in per-peer shared; do
         start "$mode"
@@ -97,6 +116,9 @@ for run in $(seq 1 "$RUNS"); do
             "$mode" "$run" "$(field "$OUT/$mode.$run.json" cpu_s_per_session_s)" \
             "$(field "$OUT/$mode.$run.json" latency_median_ms)" \
             "$(field "$OUT/$mode.$run.json" returned_frac)"
+        if [ "$mode" = shared ]; then
+            batching "$OUT/$mode.server.log"
+        fi
     done
 done
 
@@ -121,8 +143,8 @@ if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
             --steps "1,$N" --step-secs "$STRACE_SECS" --refine 0 --single-trials 1 \
             > "$OUT/$mode.strace.log" 2>&1 || true
         stop_server
-        python3 - "$OUT/$mode.strace" "$mode" <<'EOF'
-import sys
+        python3 - "$OUT/$mode.strace" "$mode" "$OUT/$mode.server.log" <<'EOF'
+import json, sys
 calls, errors = {}, {}
 for line in open(sys.argv[1]):
     f = line.split()
@@ -133,9 +155,14 @@ for line in open(sys.argv[1]):
 rx = ("recvfrom", "recvmsg", "recvmmsg")
 tx = ("sendto", "sendmsg", "sendmmsg")
 net = sum(calls.get(k, 0) for k in rx + tx)
-# A recv that fails (EAGAIN: the socket is drained) moves no datagram; batched calls are
-# not split out here (this build uses recvfrom/sendto, one datagram per successful call).
+# A recv that fails (EAGAIN: the socket is drained) moves no datagram. Per-peer sockets
+# move one datagram per successful recvfrom/sendto; the shared port's batched calls move
+# several, counted by the server itself (its exit line).
 moved = sum(calls.get(k, 0) - errors.get(k, 0) for k in rx + tx)
+for l in open(sys.argv[3]):
+    if l.startswith("shared UDP stats: "):
+        s = json.loads(l.split(": ", 1)[1])
+        moved = s["udp_datagrams_in"] + s["udp_datagrams_out"]
 polls = sum(v for k, v in calls.items() if k.startswith("epoll"))
 print(f"{sys.argv[2]:9} syscalls: {net} network ({moved} datagrams moved), {polls} polls, "
       f"{sum(calls.values())} in all; network+poll syscalls per datagram "

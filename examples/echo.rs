@@ -143,6 +143,11 @@ fn main() {
     let signal = wait_for_stop_signal(&stop_signals);
     let closed = server.shutdown(Duration::from_secs(1));
     println!("signal {signal}: said goodbye to {closed} peer(s), exiting");
+    if let Some(rt) = udp_runtime.as_ref().filter(|rt| !rt.udp_addrs().is_empty()) {
+        // One line for benches/udp_port.sh (syscalls per datagram on the shared port).
+        let stats = serde_json::to_string(&rt.stats()).unwrap_or_default();
+        println!("shared UDP stats: {stats}");
+    }
 }
 
 /// Blocks SIGINT and SIGTERM in this thread (and so in every thread started after it).

@@ -702,6 +702,30 @@ typedef struct SwrtcRuntimeStats {
    * TURN relay allocations made (one per peer socket and `turn:` server).
    */
   uint64_t turn_relays;
+  /**
+   * Receive syscalls on the shared UDP sockets (each reads up to 32 datagrams).
+   */
+  uint64_t udp_recv_calls;
+  /**
+   * Datagrams read from the shared UDP sockets.
+   */
+  uint64_t udp_datagrams_in;
+  /**
+   * Receive calls on the shared UDP sockets that failed (ICMP errors, mostly).
+   */
+  uint64_t udp_recv_errors;
+  /**
+   * Send syscalls on the shared UDP sockets (one carries many datagrams).
+   */
+  uint64_t udp_send_calls;
+  /**
+   * Datagrams sent from the shared UDP sockets.
+   */
+  uint64_t udp_datagrams_out;
+  /**
+   * Datagrams not sent from the shared UDP sockets: full socket buffer or a send error.
+   */
+  uint64_t udp_send_dropped;
 } SwrtcRuntimeStats;
 
 /**

@@ -109,6 +109,18 @@ pub struct SwrtcRuntimeStats {
     pub stun_answers_without_srflx: u64,
     /// TURN relay allocations made (one per peer socket and `turn:` server).
     pub turn_relays: u64,
+    /// Receive syscalls on the shared UDP sockets (each reads up to 32 datagrams).
+    pub udp_recv_calls: u64,
+    /// Datagrams read from the shared UDP sockets.
+    pub udp_datagrams_in: u64,
+    /// Receive calls on the shared UDP sockets that failed (ICMP errors, mostly).
+    pub udp_recv_errors: u64,
+    /// Send syscalls on the shared UDP sockets (one carries many datagrams).
+    pub udp_send_calls: u64,
+    /// Datagrams sent from the shared UDP sockets.
+    pub udp_datagrams_out: u64,
+    /// Datagrams not sent from the shared UDP sockets: full socket buffer or a send error.
+    pub udp_send_dropped: u64,
 }
 
 /// Fills `cfg` with the defaults.
@@ -273,6 +285,12 @@ pub unsafe extern "C" fn swrtc_runtime_stats(
                 stun_errors: s.stun_errors,
                 stun_answers_without_srflx: s.stun_answers_without_srflx,
                 turn_relays: s.turn_relays,
+                udp_recv_calls: s.udp_recv_calls,
+                udp_datagrams_in: s.udp_datagrams_in,
+                udp_recv_errors: s.udp_recv_errors,
+                udp_send_calls: s.udp_send_calls,
+                udp_datagrams_out: s.udp_datagrams_out,
+                udp_send_dropped: s.udp_send_dropped,
             })
         };
         Ok(())

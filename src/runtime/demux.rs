@@ -40,6 +40,8 @@ pub(crate) struct DemuxCounters {
     pub dropped_unbound: AtomicU64,
     pub bindings: AtomicU64,
     pub bindings_evicted: AtomicU64,
+    /// Syscalls and datagrams of the batched reads and sends.
+    pub batch: super::udp_batch::BatchCounters,
 }
 
 struct Binding {

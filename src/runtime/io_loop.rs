@@ -29,6 +29,7 @@ use super::command::{Command, IoHandle};
 use super::demux::{Demux, DemuxCounters};
 use super::dispatch::Dispatcher;
 use super::tcp::{self, TcpCounters, TcpIce};
+use super::udp_batch::UdpBatch;
 use crate::error::Result;
 use crate::limits;
 use peers::Entry;
@@ -55,6 +56,8 @@ struct IoLoop {
     /// The runtime's shared UDP sockets (first I/O thread only) and their demultiplexer.
     shared: Vec<(UdpSocket, SocketAddr)>,
     demux: Demux,
+    /// Batched reads and sends on `shared`.
+    batch: UdpBatch,
     /// The runtime's ICE-TCP port (first I/O thread only).
     tcp: Option<TcpIce>,
     /// STUN and TURN: server-reflexive addresses and relays of our sockets (see `srflx`).
@@ -94,11 +97,13 @@ pub(crate) fn spawn(
         Some(l) => Some(TcpIce::new(l, poll.registry(), shared_udp.tcp_counters)?),
         None => None,
     };
+    let batch = UdpBatch::new(&shared, shared_udp.counters.clone())?;
     let (handle, inbox) = IoHandle::new(Waker::new(poll.registry(), WAKER)?);
     let mut lp = IoLoop {
         poll,
         shared,
         demux: Demux::new(shared_udp.counters),
+        batch,
         tcp,
         srflx: srflx::Srflx::new(stun, Instant::now()),
         dirty: Vec::new(),
@@ -188,6 +193,7 @@ impl IoLoop {
                     self.flush(slot);
                 }
             }
+            self.batch.send_all(&self.shared);
         }
     }
 
@@ -242,8 +248,8 @@ impl IoLoop {
         self.flush(slot);
     }
 
-    /// Reads the shared socket `idx` dry, handing each datagram to the peer the
-    /// demultiplexer names (see `demux`).
+    /// Reads the shared socket `idx` dry, a batch per call, handing each datagram to the
+    /// peer the demultiplexer names (see `demux`).
     fn read_shared(&mut self, idx: usize, now: Instant) {
         let mut since_flush = 0;
         loop {
@@ -251,30 +257,35 @@ impl IoLoop {
                 return;
             };
             let local = *local;
-            let (n, source) = match sock.recv_from(&mut self.buf) {
-                Ok(r) => r,
+            let n = match self.batch.recv(idx, sock) {
+                Ok(n) => n,
                 Err(e) if e.kind() == IoKind::WouldBlock => break,
-                Err(e) if e.kind() == IoKind::Interrupted => continue,
-                Err(e) => {
-                    debug!("recv_from on shared {local} failed: {e}");
-                    continue;
-                }
+                Err(e) if e.kind() == IoKind::NotFound => return,
+                // Counted and logged by the batch; ICMP errors are not fatal.
+                Err(_) => continue,
             };
-            // One byte past the limit is enough to count an oversized datagram as one.
-            let data = &self.buf[..n.min(limits::MAX_DATAGRAM + 1)];
-            if self.srflx.claim(now, local, source, data) {
-                continue;
+            for i in 0..n {
+                let (source, datagrams) = self.batch.datagrams(i);
+                for data in datagrams {
+                    // One byte past the limit is enough to count an oversized datagram.
+                    let data = &data[..data.len().min(limits::MAX_DATAGRAM + 1)];
+                    if self.srflx.claim(now, local, source, data) {
+                        // A STUN server's answer about this socket, not a client's.
+                        continue;
+                    }
+                    let entries = &mut self.entries;
+                    let fed = self.demux.feed(now, source, local, data, |slot| {
+                        entries
+                            .get_mut(slot)
+                            .and_then(Option::as_mut)
+                            .map(|e| &mut e.session)
+                    });
+                    if let Some(slot) = fed {
+                        self.dirty.push(slot);
+                        since_flush += 1;
+                    }
+                }
             }
-            let entries = &mut self.entries;
-            let fed = self.demux.feed(now, source, local, data, |slot| {
-                entries
-                    .get_mut(slot)
-                    .and_then(Option::as_mut)
-                    .map(|e| &mut e.session)
-            });
-            let Some(slot) = fed else { continue };
-            self.dirty.push(slot);
-            since_flush += 1;
             if since_flush >= FLUSH_EVERY {
                 since_flush = 0;
                 self.flush_dirty();
@@ -312,6 +323,7 @@ impl IoLoop {
         for slot in std::mem::take(&mut self.dirty) {
             self.flush(slot);
         }
+        self.batch.send_all(&self.shared);
     }
 
     /// Tells the demultiplexer the slot's current ufrag (a new peer, or after an offer,

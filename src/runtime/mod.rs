@@ -28,6 +28,7 @@ mod io_loop;
 mod shared;
 mod sink;
 pub(crate) mod tcp;
+mod udp_batch;
 pub(crate) mod video;
 mod workers;
 
@@ -203,6 +204,12 @@ impl Runtime {
             udp_dropped_unbound: c.dropped_unbound.load(Ordering::Relaxed),
             udp_bindings: c.bindings.load(Ordering::Relaxed),
             udp_bindings_evicted: c.bindings_evicted.load(Ordering::Relaxed),
+            udp_recv_calls: get(&c.batch.recv_calls),
+            udp_datagrams_in: get(&c.batch.datagrams_in),
+            udp_recv_errors: get(&c.batch.recv_errors),
+            udp_send_calls: get(&c.batch.send_calls),
+            udp_datagrams_out: get(&c.batch.datagrams_out),
+            udp_send_dropped: get(&c.batch.send_dropped),
             tcp_connections: get(&t.connections),
             tcp_accepted: get(&t.accepted),
             tcp_refused: get(&t.refused),
@@ -250,6 +257,21 @@ pub struct RuntimeStats {
     /// Bindings dropped: idle, or pushed out by the per-peer or table bound (a client
     /// that is still there is bound again by its next check).
     pub udp_bindings_evicted: u64,
+    /// Receive syscalls on the shared sockets (each reads up to 32 datagrams), including
+    /// the last of each wakeup, which finds the socket drained.
+    pub udp_recv_calls: u64,
+    /// Datagrams read from the shared sockets.
+    pub udp_datagrams_in: u64,
+    /// Receive calls on the shared sockets that failed (ICMP errors, mostly).
+    pub udp_recv_errors: u64,
+    /// Send syscalls on the shared sockets: one `sendmmsg` carries up to 64 datagrams of
+    /// any peers (Linux), a run of equal-size datagrams to one address goes as one UDP GSO
+    /// send.
+    pub udp_send_calls: u64,
+    /// Datagrams sent from the shared sockets.
+    pub udp_datagrams_out: u64,
+    /// Datagrams not sent from the shared sockets: full socket buffer or a send error.
+    pub udp_send_dropped: u64,
     /// ICE-TCP connections open now (all zero without `RuntimeConfig::tcp_addr`).
     pub tcp_connections: u64,
     /// ICE-TCP connections accepted since the start.

@@ -90,6 +90,8 @@ impl IoLoop {
                     let _ = reply.send(n);
                 }
                 Command::Barrier { reply } => {
+                    // Everything queued before the barrier is sent before it returns.
+                    self.batch.send_all(&self.shared);
                     let _ = reply.send(());
                 }
                 Command::IceServers { stun, turn } => self.ice_servers_known(stun, turn, now),

@@ -85,18 +85,22 @@ impl IoLoop {
                 }
                 continue;
             }
-            let sock = sockets
+            let idx = sockets
                 .iter()
-                .find(|(_, local)| *local == t.source)
-                .or_else(|| sockets.first());
-            let dest = if shared {
+                .position(|(_, local)| *local == t.source)
+                .unwrap_or(0);
+            if shared {
                 self.demux
                     .note_sent(slot, t.destination, &t.contents, self.clock);
-                self.demux.send_to(slot, t.destination, self.clock)
-            } else {
-                t.destination
-            };
-            if let Some((sock, local)) = sock {
+                let dest = self.demux.send_to(slot, t.destination, self.clock);
+                // Sent with the other peers' output at the end of the loop turn.
+                if self.batch.queue(idx, dest, &t.contents) {
+                    self.batch.send_all(&self.shared);
+                }
+                continue;
+            }
+            let dest = t.destination;
+            if let Some((sock, local)) = sockets.get(idx) {
                 if let Err(e) = sock.send_to(&t.contents, dest) {
                     debug!("send_to {dest} from {local} failed: {e}");
                 }
@@ -182,6 +186,8 @@ impl IoLoop {
             }
             self.flush(slot);
         }
+        // The goodbyes are on the wire before the caller hears how many.
+        self.batch.send_all(&self.shared);
         n
     }
 
