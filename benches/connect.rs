@@ -354,7 +354,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench discovery
     }
-    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` adds `--bench`; only our own words count.
+    let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
     if let Some(i) = args.iter().position(|a| a == "chromium-stack") {
         chromium_inner(args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(50));
         return;
