@@ -149,8 +149,10 @@ pub struct RuntimeConfig {
 /// to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IceServer {
-    /// `stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]` or
-    /// `turns:host[:port]` URLs (see [`crate::ice::IceUrl::parse`]).
+    /// `stun:host[:port]` (default port 3478), `turn:host[:port][?transport=udp|tcp]` or
+    /// `turns:host[:port]` (default 5349) URLs, as in the browser's `RTCIceServer`. The host
+    /// is a name, an IPv4 address or a bracketed IPv6 address; a bad URL fails
+    /// `Runtime::new` with an error naming it.
     pub urls: Vec<String>,
     /// TURN user name.
     pub username: Option<String>,
