@@ -13,7 +13,6 @@ mod harness;
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -109,14 +108,12 @@ fn official_client_in_chromium_through_5_percent_loss() {
     });
     let (http, stop_forward) = forward_tcp(&net, server.local_addr());
 
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &net.client_ns, "node"])
-        .arg(harness::browser_dir().join("official_client.mjs"))
-        .arg(format!("http://{http}"))
-        .args(["--timeout", &DRIVER_TIMEOUT_S.to_string()])
-        .current_dir(harness::browser_dir())
-        // The driver ends (and closes Chromium) when its stdin closes.
-        .env("SWRTC_DRIVER_WATCH_STDIN", "1");
+    let cmd = harness::official_client_in(
+        &net.client_ns,
+        &format!("http://{http}"),
+        DRIVER_TIMEOUT_S,
+        &[],
+    );
     let out = harness::run_with_deadline(
         cmd,
         Duration::from_secs(DRIVER_TIMEOUT_S + 20),
@@ -130,20 +127,7 @@ fn official_client_in_chromium_through_5_percent_loss() {
         "--- driver stderr ---\n{}\n  up {upc:?}\n  down {dnc:?}",
         harness::tail(&out.stderr, 60)
     );
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no JSON result (exit {:?}, timed out {}):\n{}",
-                out.status,
-                out.timed_out,
-                harness::tail(&out.stdout, 40)
-            )
-        });
-    let result: serde_json::Value = serde_json::from_str(line).expect("result JSON");
+    let result = harness::driver_result("official_client.mjs", &out);
     eprintln!("result: {}", harness::summary(&result));
     server.stop();
 

@@ -134,13 +134,8 @@ fn official_client_in_chromium_connects_over_ice_tcp_when_udp_is_blocked() {
     block_udp(&net);
     let (server, rt) = start_server(&net);
 
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &net.client_ns, "node"])
-        .arg(harness::browser_dir().join("official_client.mjs"))
-        .arg(format!("http://{}", server.local_addr()))
-        .args(["--timeout", &DRIVER_TIMEOUT_S.to_string()])
-        .current_dir(harness::browser_dir())
-        .env("SWRTC_DRIVER_WATCH_STDIN", "1");
+    let url = format!("http://{}", server.local_addr());
+    let cmd = harness::official_client_in(&net.client_ns, &url, DRIVER_TIMEOUT_S, &[]);
     let out = harness::run_with_deadline(
         cmd,
         Duration::from_secs(DRIVER_TIMEOUT_S + 20),
@@ -154,20 +149,7 @@ fn official_client_in_chromium_connects_over_ice_tcp_when_udp_is_blocked() {
         "--- driver stderr ---\n{}\n  runtime {stats:?}\n  UDP dropped by the firewall: {dropped}",
         harness::tail(&out.stderr, 60)
     );
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no JSON result (exit {:?}, timed out {}):\n{}",
-                out.status,
-                out.timed_out,
-                harness::tail(&out.stdout, 40)
-            )
-        });
-    let result: serde_json::Value = serde_json::from_str(line).expect("result JSON");
+    let result = harness::driver_result("official_client.mjs", &out);
     eprintln!("result: {}", harness::summary(&result));
 
     harness::assert_ok(&result);
@@ -238,13 +220,7 @@ fn connect_times(net: &FaultNet, server: &Server, n: usize) -> Vec<f64> {
         .env("SWRTC_DRIVER_WATCH_STDIN", "1");
     let out = harness::run_with_deadline(cmd, Duration::from_secs(320), "connect_times.mjs", true)
         .expect("node runs");
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON result:\n{}", harness::tail(&out.stderr, 40)));
-    let v: serde_json::Value = serde_json::from_str(line).expect("result JSON");
+    let v = harness::driver_result("connect_times.mjs", &out);
     assert_eq!(v["ok"], true, "{v}");
     v["times"]
         .as_array()

@@ -131,21 +131,7 @@ fn server_shutdown_says_goodbye_to_aiortc() {
 fn the_echo_example_says_goodbye_on_sigterm() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    let root = env!("CARGO_MANIFEST_DIR");
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--example", "echo", "--quiet"])
-        .current_dir(root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build --example echo failed");
-    // target/<profile>/deps/<test binary> → target/<profile>/examples/echo
-    let exe = std::env::current_exe().unwrap();
-    let echo = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/echo");
+    let echo = common::echo_example();
     let mut child = Command::new(echo)
         .args(["--addr", "127.0.0.1:0"])
         .stdout(Stdio::piped())

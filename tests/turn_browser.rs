@@ -17,7 +17,6 @@ mod common;
 mod harness;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -75,14 +74,12 @@ fn official_client_in_chromium_reaches_the_bot_through_its_turn_relay() {
 
     let ice_servers = json!([{"urls": natnet::turn_url(), "username": natnet::TURN_USER,
                               "credential": natnet::TURN_PASSWORD}]);
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &net.client, "node"])
-        .arg(harness::browser_dir().join("official_client.mjs"))
-        .arg(format!("http://{}", server.local_addr()))
-        .args(["--timeout", &DRIVER_TIMEOUT_S.to_string()])
-        .arg(format!("--ice-servers={ice_servers}"))
-        .current_dir(harness::browser_dir())
-        .env("SWRTC_DRIVER_WATCH_STDIN", "1");
+    let cmd = harness::official_client_in(
+        &net.client,
+        &format!("http://{}", server.local_addr()),
+        DRIVER_TIMEOUT_S,
+        &[format!("--ice-servers={ice_servers}")],
+    );
     let (done_tx, done_rx) = mpsc::channel();
     let driver = std::thread::spawn(move || {
         let out = harness::run_with_deadline(
@@ -101,20 +98,7 @@ fn official_client_in_chromium_reaches_the_bot_through_its_turn_relay() {
         harness::tail(&out.stderr, 60),
         rt.stats()
     );
-    let line = out
-        .stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or_else(|| {
-            panic!(
-                "no JSON result (exit {:?}, timed out {}):\n{}",
-                out.status,
-                out.timed_out,
-                harness::tail(&out.stdout, 40)
-            )
-        });
-    let result: Value = serde_json::from_str(line).expect("result JSON");
+    let result: Value = harness::driver_result("official_client.mjs", &out);
     eprintln!("result: {}", harness::summary(&result));
     eprintln!(
         "Chromium on its TURN relay (UDP): POST → data channel open {} ms; Chromium's \

@@ -355,20 +355,7 @@ fn a_client_whose_nat_rebinds_mid_call_keeps_its_audio() {
 fn the_echo_example_serves_every_client_on_its_udp_port() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--example", "echo", "--quiet"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build --example echo failed");
-    // target/<profile>/deps/<test binary> → target/<profile>/examples/echo
-    let exe = std::env::current_exe().unwrap();
-    let echo = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/echo");
+    let echo = common::echo_example();
     let mut child = Command::new(echo)
         // No --udp-port: sharing one port is the example's default.
         .args(["--addr", "127.0.0.1:0"])

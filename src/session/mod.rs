@@ -355,6 +355,41 @@ impl Session {
         Ok(())
     }
 
+    /// The input for one datagram or frame, or `None` (closed session, or a datagram str0m
+    /// cannot take: counted as dropped).
+    fn receive<'a>(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &'a [u8],
+    ) -> Option<Input<'a>> {
+        if self.life.is_closed() {
+            return None;
+        }
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            self.stats.datagrams_dropped += 1;
+            return None;
+        };
+        Some(Input::Receive(
+            now,
+            Receive {
+                proto,
+                source,
+                destination,
+                contents,
+            },
+        ))
+    }
+
+    /// `source` sent a binding request str0m accepted (its integrity verified): it is the
+    /// client, and it has our answer, so our own checks may go now.
+    fn client_checked(&mut self, source: SocketAddr, now: Instant) {
+        self.early.note_check(source, now);
+        self.release_candidates(now);
+    }
+
     /// Feeds a datagram received on one of this peer's sockets. Oversized datagrams must
     /// already be dropped (see [`Session::count_dropped_datagram`]).
     pub fn handle_datagram(
@@ -364,22 +399,9 @@ impl Session {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        if self.life.is_closed() {
-            return;
-        }
-        let Ok(contents) = DatagramRecv::try_from(data) else {
-            self.stats.datagrams_dropped += 1;
+        let Some(input) = self.receive(now, Protocol::Udp, source, destination, data) else {
             return;
         };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
         let accepted = self.rtc.accepts(&input);
         if !accepted && is_stun(data) {
             // STUN that str0m refuses failed its ufrag or integrity check: not ours.
@@ -387,10 +409,7 @@ impl Session {
             return;
         }
         if accepted && is_stun_request(data) {
-            // accepts() verified its integrity: this source is the client.
-            self.early.note_check(source, now);
-            // It has our answer: our checks may go now.
-            self.release_candidates(now);
+            self.client_checked(source, now);
         }
         if !accepted && !self.early.is_checked(source) {
             self.hold_early(now, source, destination, data);

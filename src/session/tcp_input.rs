@@ -7,8 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use str0m::net::{DatagramRecv, Protocol, Receive};
-use str0m::Input;
+use str0m::net::Protocol;
 
 use super::{is_stun, is_stun_request, Session};
 
@@ -22,27 +21,12 @@ impl Session {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        if self.life.is_closed() {
-            return;
-        }
-        let Ok(contents) = DatagramRecv::try_from(data) else {
-            self.stats.datagrams_dropped += 1;
+        let Some(input) = self.receive(now, Protocol::Tcp, source, destination, data) else {
             return;
         };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Tcp,
-                source,
-                destination,
-                contents,
-            },
-        );
         if self.rtc.accepts(&input) {
             if is_stun_request(data) {
-                self.early.note_check(source, now);
-                // It has our answer: our checks may go now.
-                self.release_candidates(now);
+                self.client_checked(source, now);
             }
         } else if is_stun(data) || !self.early.is_checked(source) {
             self.stats.datagrams_dropped += 1;

@@ -307,6 +307,28 @@ fn run_driver_raw(t: &BrowserTest, url: &str) -> Output {
 }
 
 fn parse_driver_result(t: &BrowserTest, out: &Output) -> Value {
+    driver_result(t.driver, out)
+}
+
+/// The official client's driver (`official_client.mjs` against `url`) run inside network
+/// namespace `ns`, giving up after `timeout_s`, with `extra` arguments; it ends when its
+/// stdin closes. Run it with [`run_with_deadline`], read it with [`driver_result`].
+pub fn official_client_in(ns: &str, url: &str, timeout_s: u64, extra: &[String]) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, "node"])
+        .arg(browser_dir().join("official_client.mjs"))
+        .arg(url)
+        .args(["--timeout", &timeout_s.to_string()])
+        .args(extra)
+        .current_dir(browser_dir())
+        // The driver ends (and closes Chromium) when its stdin closes.
+        .env("SWRTC_DRIVER_WATCH_STDIN", "1");
+    cmd
+}
+
+/// The JSON result a driver (`what`) printed last on stdout; panics with its output if
+/// there is none.
+pub fn driver_result(what: &str, out: &Output) -> Value {
     let line = out
         .stdout
         .lines()
@@ -315,7 +337,7 @@ fn parse_driver_result(t: &BrowserTest, out: &Output) -> Value {
     let Some(line) = line else {
         panic!(
             "{} printed no JSON result (exit {:?}{})\n--- stdout ---\n{}",
-            t.driver,
+            what,
             out.status,
             if out.timed_out {
                 ", killed at its deadline"

@@ -244,7 +244,9 @@ impl Relays {
                     }
                     TurnEvent::ChannelCreated(_, peer) => {
                         r.binding.retain(|a| *a != peer);
-                        let ready: Vec<_> = extract(&mut r.waiting, |(to, _)| *to == peer);
+                        let (ready, rest): (VecDeque<_>, VecDeque<_>) =
+                            r.waiting.drain(..).partition(|(to, _)| *to == peer);
+                        r.waiting = rest;
                         for (to, data) in ready {
                             out.extend(wrap(r, to, &data, t));
                         }
@@ -276,7 +278,8 @@ impl Relays {
     pub fn remove_slot(&mut self, slot: usize, now: Instant) -> Vec<Outgoing> {
         let t = self.clock(now);
         let mut out = Vec::new();
-        for mut r in extract_vec(&mut self.relays, |r| r.slot == slot) {
+        let gone: Vec<_> = self.relays.extract_if(.., |r| r.slot == slot).collect();
+        for mut r in gone {
             if let Some(a) = r.relayed {
                 self.relayed.remove(&a);
             }
@@ -317,32 +320,4 @@ fn wrap(
             None
         }
     }
-}
-
-fn extract<T>(v: &mut VecDeque<T>, mut pred: impl FnMut(&T) -> bool) -> Vec<T> {
-    let mut out = Vec::new();
-    let mut keep = VecDeque::with_capacity(v.len());
-    for x in v.drain(..) {
-        if pred(&x) {
-            out.push(x);
-        } else {
-            keep.push_back(x);
-        }
-    }
-    *v = keep;
-    out
-}
-
-fn extract_vec<T>(v: &mut Vec<T>, mut pred: impl FnMut(&T) -> bool) -> Vec<T> {
-    let mut out = Vec::new();
-    let mut keep = Vec::with_capacity(v.len());
-    for x in v.drain(..) {
-        if pred(&x) {
-            out.push(x);
-        } else {
-            keep.push(x);
-        }
-    }
-    *v = keep;
-    out
 }

@@ -187,7 +187,8 @@ impl IoLoop {
             s.gatherer.remove_local(*local);
         }
         s.answered.remove(&slot);
-        for p in extract(&mut s.parked, |p| p.slot == slot) {
+        let gone: Vec<_> = s.parked.extract_if(.., |p| p.slot == slot).collect();
+        for p in gone {
             let _ = p.reply.send(Err(Error::closed()));
         }
     }
@@ -306,7 +307,10 @@ impl IoLoop {
             .filter(|p| p.until <= now || ready.contains(&p.slot))
             .map(|p| p.slot)
             .collect();
-        for p in extract(&mut self.srflx.parked, |p| go.contains(&p.slot)) {
+        let released: Vec<_> = (self.srflx.parked)
+            .extract_if(.., |p| go.contains(&p.slot))
+            .collect();
+        for p in released {
             if !ready.contains(&p.slot) && !self.srflx.answered.contains(&p.slot) {
                 self.srflx
                     .counters
@@ -339,19 +343,4 @@ impl IoLoop {
             }
         }
     }
-}
-
-/// Removes and returns, in order, the elements that `pred` picks.
-fn extract<T>(v: &mut Vec<T>, mut pred: impl FnMut(&T) -> bool) -> Vec<T> {
-    let mut out = Vec::new();
-    let mut keep = Vec::with_capacity(v.len());
-    for x in v.drain(..) {
-        if pred(&x) {
-            out.push(x);
-        } else {
-            keep.push(x);
-        }
-    }
-    *v = keep;
-    out
 }
